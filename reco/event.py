@@ -1,0 +1,296 @@
+"""The `skyscan-event/1` event format: parsing, validation and writing.
+
+The simulation truth is returned *beside* the event, never inside it: a reconstruction is
+handed an :class:`Event`, which has no field that could hold the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from skyscan.reco.errors import InputError
+
+SCHEMA = "skyscan-event/1"
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_REQUIRED = ("schema", "run_id", "event_id", "time", "pulses")
+_OPTIONAL = ("stream", "energy_gev", "signalness", "far_per_year", "geometry", "seed", "truth")
+_PULSE_COLUMNS = ("string", "om", "time", "charge")
+_TRUTH_KEYS = ("zenith_deg", "azimuth_deg", "x", "y", "z", "t", "energy_gev")
+
+
+@dataclass(frozen=True)
+class Pulses:
+    """Columnar pulse series; one DOM (string, om) may appear several times."""
+
+    string: IntArray
+    om: IntArray
+    time: FloatArray  # ns
+    charge: FloatArray  # photoelectrons
+
+    def __len__(self) -> int:
+        return int(self.time.size)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A direction in the detector frame, where the particle comes FROM (degrees)."""
+
+    zenith_deg: float
+    azimuth_deg: float
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Simulated truth: only the simulator writes it and only tests and reports read it."""
+
+    zenith_deg: float
+    azimuth_deg: float
+    x: float
+    y: float
+    z: float
+    t: float
+    energy_gev: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a reconstruction may see of an alert event."""
+
+    run_id: int
+    event_id: int
+    time: datetime  # UTC
+    pulses: Pulses
+    stream: str | None = None
+    energy_gev: float | None = None
+    signalness: float | None = None
+    far_per_year: float | None = None
+    geometry: str = "ic86"
+    seed: Direction | None = None
+
+    @property
+    def time_iso(self) -> str:
+        return format_time(self.time)
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """An event as read from disk, with the simulation truth kept apart."""
+
+    event: Event
+    truth: Truth | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def format_time(t: datetime) -> str:
+    """ISO 8601 UTC with microseconds and a trailing Z."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: Any, where: str = "time") -> datetime:
+    if not isinstance(value, str):
+        raise InputError(f"{where}: expected an ISO 8601 UTC string, got {type(value).__name__}")
+    text = value.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{where}: not an ISO 8601 time: {value!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc)
+
+
+def _number(value: Any, where: str, *, integer: bool = False, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "an integer" if integer else "a number"
+        raise InputError(f"{where}: expected {kind}, got {json.dumps(value)[:40]}")
+    if integer and not isinstance(value, int):
+        raise InputError(f"{where}: expected an integer, got {value!r}")
+    if not math.isfinite(value):
+        raise InputError(f"{where}: must be finite, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{where}: must be >= {minimum:g}, got {value!r}")
+    return value
+
+
+def _column(pulses: dict[str, Any], name: str, integer: bool) -> np.ndarray:
+    values = pulses[name]
+    if not isinstance(values, list):
+        raise InputError(f"pulses.{name}: expected an array")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            kind = "integers" if integer else "numbers"
+            raise InputError(f"pulses.{name}[{i}]: expected {kind}, got {json.dumps(v)[:40]}")
+        if not integer and not math.isfinite(v):
+            raise InputError(f"pulses.{name}[{i}]: must be finite, got {v!r}")
+    return np.asarray(values, dtype=np.int64 if integer else np.float64)
+
+
+def _parse_pulses(raw: Any) -> Pulses:
+    if not isinstance(raw, dict):
+        raise InputError("pulses: expected an object of columns string, om, time, charge")
+    missing = [c for c in _PULSE_COLUMNS if c not in raw]
+    if missing:
+        raise InputError(f"pulses: missing column {missing[0]!r}")
+    extra = sorted(set(raw) - set(_PULSE_COLUMNS))
+    if extra:
+        raise InputError(f"pulses: unknown column {extra[0]!r}")
+    cols = {c: _column(raw, c, c in ("string", "om")) for c in _PULSE_COLUMNS}
+    lengths = {c: v.size for c, v in cols.items()}
+    if len(set(lengths.values())) != 1:
+        desc = ", ".join(f"{c}={n}" for c, n in lengths.items())
+        raise InputError(f"pulses: arrays of unequal length ({desc})")
+    if lengths["time"] == 0:
+        raise InputError("pulses: empty (the event has no pulses)")
+    bad = np.flatnonzero(cols["charge"] < 0)
+    if bad.size:
+        raise InputError(f"pulses.charge[{bad[0]}]: negative charge {cols['charge'][bad[0]]!r}")
+    return Pulses(string=cols["string"], om=cols["om"], time=cols["time"], charge=cols["charge"])
+
+
+def _parse_direction(raw: Any, where: str) -> Direction:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected an object with zenith_deg and azimuth_deg")
+    for key in ("zenith_deg", "azimuth_deg"):
+        if key not in raw:
+            raise InputError(f"{where}: missing field {key!r}")
+    zen = _number(raw["zenith_deg"], f"{where}.zenith_deg")
+    azi = _number(raw["azimuth_deg"], f"{where}.azimuth_deg")
+    if not 0.0 <= zen <= 180.0:
+        raise InputError(f"{where}.zenith_deg: must lie in [0, 180], got {zen!r}")
+    return Direction(zenith_deg=float(zen), azimuth_deg=float(azi) % 360.0)
+
+
+def _parse_truth(raw: Any) -> Truth:
+    if not isinstance(raw, dict):
+        raise InputError("truth: expected an object")
+    values: dict[str, float] = {}
+    for key in _TRUTH_KEYS:
+        if key not in raw:
+            raise InputError(f"truth: missing field {key!r}")
+        values[key] = float(_number(raw[key], f"truth.{key}"))
+    return Truth(**values)
+
+
+def event_from_dict(doc: Any, known_doms: set[tuple[int, int]] | None = None) -> EventFile:
+    """Validate a decoded JSON document; raise :class:`InputError` naming the first problem."""
+    if not isinstance(doc, dict):
+        raise InputError("event: expected a JSON object at the top level")
+    if "schema" not in doc:
+        raise InputError("schema: missing field (expected 'skyscan-event/1')")
+    if doc["schema"] != SCHEMA:
+        raise InputError(f"schema: unsupported version {doc['schema']!r} (this software reads {SCHEMA!r})")
+    for key in _REQUIRED:
+        if key not in doc:
+            raise InputError(f"{key}: missing required field")
+    unknown = sorted(set(doc) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise InputError(f"{unknown[0]}: unknown field")
+    run_id = int(_number(doc["run_id"], "run_id", integer=True, minimum=0))
+    event_id = int(_number(doc["event_id"], "event_id", integer=True, minimum=0))
+    time = parse_time(doc["time"])
+    pulses = _parse_pulses(doc["pulses"])
+
+    stream = doc.get("stream")
+    if stream is not None and not isinstance(stream, str):
+        raise InputError("stream: expected a string")
+    optional_numbers: dict[str, float | None] = {}
+    for key in ("energy_gev", "signalness", "far_per_year"):
+        value = doc.get(key)
+        optional_numbers[key] = None if value is None else float(_number(value, key, minimum=0))
+    geometry = doc.get("geometry", "ic86")
+    if not isinstance(geometry, str) or not geometry:
+        raise InputError("geometry: expected the name of a built-in geometry")
+    seed = None if doc.get("seed") is None else _parse_direction(doc["seed"], "seed")
+    truth = None if doc.get("truth") is None else _parse_truth(doc["truth"])
+
+    if known_doms is not None:
+        check_doms(pulses, known_doms)
+
+    event = Event(
+        run_id=run_id,
+        event_id=event_id,
+        time=time,
+        pulses=pulses,
+        stream=stream,
+        energy_gev=optional_numbers["energy_gev"],
+        signalness=optional_numbers["signalness"],
+        far_per_year=optional_numbers["far_per_year"],
+        geometry=geometry,
+        seed=seed,
+    )
+    return EventFile(event=event, truth=truth)
+
+
+def check_doms(pulses: Pulses, known_doms: set[tuple[int, int]]) -> None:
+    """Raise if a pulse sits on a DOM the geometry does not have."""
+    for i, key in enumerate(zip(pulses.string.tolist(), pulses.om.tolist())):
+        if key not in known_doms:
+            raise InputError(f"pulses[{i}]: DOM string {key[0]} om {key[1]} is not in the geometry")
+
+
+def read_event(path: str | os.PathLike[str], known_doms: set[tuple[int, int]] | None = None) -> EventFile:
+    """Read and validate an event file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such event file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an event file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read event file ({exc.__class__.__name__})") from None
+    if not text.strip():
+        raise InputError(f"{p}: empty file, not a JSON event")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    try:
+        return event_from_dict(doc, known_doms)
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+
+
+def _reject_constant(name: str) -> float:
+    raise InputError(f"invalid JSON number {name} (NaN and infinities are not allowed)")
+
+
+def event_to_dict(event: Event, truth: Truth | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run_id": event.run_id,
+        "event_id": event.event_id,
+        "time": event.time_iso,
+    }
+    for key in ("stream", "energy_gev", "signalness", "far_per_year"):
+        value = getattr(event, key)
+        if value is not None:
+            doc[key] = value
+    doc["geometry"] = event.geometry
+    if event.seed is not None:
+        doc["seed"] = {"zenith_deg": event.seed.zenith_deg, "azimuth_deg": event.seed.azimuth_deg}
+    doc["pulses"] = {
+        "string": event.pulses.string.tolist(),
+        "om": event.pulses.om.tolist(),
+        "time": [round(v, 3) for v in event.pulses.time.tolist()],
+        "charge": [round(v, 3) for v in event.pulses.charge.tolist()],
+    }
+    if truth is not None:
+        doc["truth"] = {key: getattr(truth, key) for key in _TRUTH_KEYS}
+    return doc
