@@ -67,7 +67,7 @@ def resolve_levels(spec: LevelSpec) -> dict[str, float]:
             raise InputError(
                 f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '2.3,5.9'"
             ) from None
-        return {f"{v:g}": _level_value(v, repr(p)) for v, p in zip(numbers, parts)}
+        return {f"{v:g}": _level_value(v, repr(p)) for v, p in zip(numbers, parts, strict=True)}
     if isinstance(spec, Mapping):
         if not spec:
             raise InputError("containment levels: the mapping is empty")

@@ -179,7 +179,8 @@ class _Parser:
         if name.upper() in _RESERVED_NAMES:
             raise self.error(lineno, f"{name!r} is a reserved word, not a valid node name")
         if name in self.dag.nodes:
-            raise self.error(lineno, f"duplicate node name {name!r} (first defined on line {self.dag.nodes[name].line})")
+            first = self.dag.nodes[name].line
+            raise self.error(lineno, f"duplicate node name {name!r} (first defined on line {first})")
 
     # -- helpers for the second pass --------------------------------------------------------------
     def node(self, lineno: int, name: str) -> Node:

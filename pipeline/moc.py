@@ -175,7 +175,7 @@ class MultiOrderMap:
     @property
     def nside(self) -> IntArray:
         """nside per pixel."""
-        return np.left_shift(np.int64(1), self.order)
+        return np.asarray(np.left_shift(np.int64(1), self.order), dtype=np.int64)
 
     @property
     def ipix(self) -> IntArray:
@@ -417,12 +417,20 @@ def flatten(
     max_order = int(m.order.max())
     nside_flat = 1 << out_order
     nest_pix = np.arange(12 * nside_flat * nside_flat, dtype=np.int64)
-    if out_order >= max_order:
-        rows = m.locate(nside_flat, nest_pix)
-    else:
-        vx, vy, vz = hp.pix2vec(nside_flat, nest_pix, nest=True)
+    # Map pixels at most as fine as the output fill whole ranges of flat NESTED pixels.
+    rows = np.full(nest_pix.size, -1, dtype=np.int64)
+    coarse = np.flatnonzero(m.order <= out_order).astype(np.int64)
+    shift = 2 * (out_order - m.order[coarse])
+    lo = np.left_shift(m.ipix[coarse], shift)
+    hi = np.left_shift(m.ipix[coarse] + 1, shift)
+    filled, which = _expand_ranges(lo, hi)
+    rows[filled] = coarse[which]
+    split = np.flatnonzero(rows < 0)
+    if split.size and out_order < max_order:
+        # Only flat pixels split among finer map pixels need their centre looked up (at the map's deepest order).
+        vx, vy, vz = hp.pix2vec(nside_flat, nest_pix[split], nest=True)
         fine = np.asarray(hp.vec2pix(1 << max_order, vx, vy, vz, nest=True), dtype=np.int64)
-        rows = m.locate(1 << max_order, fine)
+        rows[split] = m.locate(1 << max_order, fine)
     if np.any(rows < 0):
         raise InputError("the multi-order map does not cover the whole sky")
     flat_nested = vals[rows]

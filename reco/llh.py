@@ -109,105 +109,126 @@ class TrackFrame:
 
 
 class TrackLikelihood:
-    """-ln L of one event for one fixed direction, as a function of (a, b, t0)."""
+    """-ln L of one event for a batch of P fixed directions, as functions of (a, b, t0) each.
 
-    def __init__(self, prep: PreparedEvent, frame: TrackFrame, start_ab: tuple[float, float]) -> None:
+    All arrays are (P, ...) so one numpy call serves every pixel of the batch; the no-hit DOMs
+    near each pixel's starting track are padded with zero-efficiency entries to a common length.
+    """
+
+    def __init__(self, prep: PreparedEvent, frames: list[TrackFrame], starts_ab: FloatArray) -> None:
         self.prep = prep
-        self.frame = frame
         s = prep.settings
         self.table = ph.convolved_pandel(float(s.jitter_ns))
         pos = prep.dom_pos
-        u_all = pos @ frame.e1
-        v_all = pos @ frame.e2
+        e1 = np.array([f.e1 for f in frames])  # (P, 3)
+        e2 = np.array([f.e2 for f in frames])
+        d = np.array([f.d for f in frames])
+        u_all = e1 @ pos.T  # (P, N)
+        v_all = e2 @ pos.T
         hit = prep.hit_dom
-        self.u_h, self.v_h = u_all[hit], v_all[hit]
-        self.s_h = pos[hit] @ frame.d
-        self.t_h = prep.hit_time
-        self.eff_h = prep.dom_eff[hit] * prep.light_scale
-        self.ln_npe = np.log(prep.hit_npe)
-        self.npe_m1 = prep.hit_npe - 1.0
-        self.e1z, self.e2z, self.dz = float(frame.e1[2]), float(frame.e2[2]), float(frame.d[2])
+        self.u_h = np.ascontiguousarray(u_all[:, hit])
+        self.v_h = np.ascontiguousarray(v_all[:, hit])
+        self.s_h = d @ pos[hit].T
+        self.t_h = prep.hit_time[None, :]
+        self.eff_h = (prep.dom_eff[hit] * prep.light_scale)[None, :]
+        self.ln_npe = np.log(prep.hit_npe)[None, :]
+        self.npe_m1 = (prep.hit_npe - 1.0)[None, :]
+        self.e1z, self.e2z, self.dz = e1[:, 2:3], e2[:, 2:3], d[:, 2:3]
         unhit = np.ones(pos.shape[0], dtype=bool)
         unhit[hit] = False
-        a0, b0 = start_ab
+        a0 = starts_ab[:, 0:1]
+        b0 = starts_ab[:, 1:2]
         dist0 = np.hypot(u_all - a0, v_all - b0)
-        near = unhit & (dist0 <= NEAR_RADIUS_M)
-        far = unhit & ~near
-        self.u_n, self.v_n = u_all[near], v_all[near]
-        self.eff_n = prep.dom_eff[near] * prep.light_scale
+        near = unhit[None, :] & (dist0 <= NEAR_RADIUS_M)
+        far = unhit[None, :] & ~near
+        eff_scaled = prep.dom_eff * prep.light_scale
         # far unhit DOMs: their expected charge barely changes while (a, b) moves by tens of metres
-        self.far_mu = float(np.sum(prep.dom_eff[far] * prep.light_scale * ph.charge_per_yield(dist0[far])))
+        self.far_mu = np.sum(np.where(far, eff_scaled[None, :] * ph.charge_per_yield(dist0), 0.0), axis=1)
+        width = max(int(near.sum(axis=1).max()), 1)
+        n_pix = len(frames)
+        self.u_n = np.zeros((n_pix, width))
+        self.v_n = np.zeros((n_pix, width))
+        self.eff_n = np.zeros((n_pix, width))
+        for k in range(n_pix):
+            cols = np.flatnonzero(near[k])
+            self.u_n[k, : cols.size] = u_all[k, cols]
+            self.v_n[k, : cols.size] = v_all[k, cols]
+            self.eff_n[k, : cols.size] = eff_scaled[cols]
         self.n_unhit = int(np.count_nonzero(unhit))
-        self.ln_noise_term = math.log(prep.mu_noise) + math.log(max(prep.noise_density, 1e-300))
+        self.noise_term = prep.mu_noise * prep.noise_density
 
-    def nll(self, params: npt.ArrayLike) -> FloatArray:
-        """-ln L for each row (a, b, t0) of ``params`` (shape (K, 3) or (3,))."""
+    def nll_grad(self, params: npt.ArrayLike, rows: npt.NDArray[np.int64] | None = None) -> tuple[FloatArray, FloatArray]:
+        """-ln L (shape (K,)) and its gradient by (a, b, t0) (shape (K, 3)) for pixels ``rows``.
+
+        ``params`` is (K, 3); ``rows`` selects which K pixels of the batch they belong to (default: all).
+        """
         p = np.atleast_2d(np.asarray(params, dtype=np.float64))
-        return np.array([self.nll_grad(row)[0] for row in p], dtype=np.float64)
-
-    def nll_grad(self, params: npt.ArrayLike) -> tuple[float, FloatArray]:
-        """-ln L and its gradient by (a, b, t0) at one point (analytic, from the tabulated PDF)."""
-        a, b, t0 = (float(v) for v in np.asarray(params, dtype=np.float64))
+        sel = slice(None) if rows is None else rows
+        a = p[:, 0:1]
+        b = p[:, 1:2]
+        t0 = p[:, 2:3]
         prep = self.prep
-        du = self.u_h - a
-        dv = self.v_h - b
+        e1z, e2z, dz = self.e1z[sel], self.e2z[sel], self.dz[sel]
+        du = self.u_h[sel] - a
+        dv = self.v_h[sel] - b
         rho = np.sqrt(du * du + dv * dv)
-        rho_safe = np.maximum(rho, 1e-3)
-        drho_da = -du / rho_safe
-        drho_db = -dv / rho_safe
-        resid = self.t_h - t0 - (self.s_h + rho * ph.TAN_CHERENKOV) * (1.0 / ph.C_VACUUM)
-        w = (self.e1z * du + self.e2z * dv) / rho_safe
-        cos_eta = ph.COS_CHERENKOV * self.dz + ph.SIN_CHERENKOV * w
-        dw_da = (-self.e1z - w * drho_da) / rho_safe
-        dw_db = (-self.e2z - w * drho_db) / rho_safe
-        da0 = -3.9 + 9.2 * cos_eta
-        xi = (ph.a0_deff(cos_eta) + ph.A1_DEFF * rho) * (1.0 / ph.LAMBDA_M)
-        dxi_da = (da0 * ph.SIN_CHERENKOV * dw_da + ph.A1_DEFF * drho_da) * (1.0 / ph.LAMBDA_M)
-        dxi_db = (da0 * ph.SIN_CHERENKOV * dw_db + ph.A1_DEFF * drho_db) * (1.0 / ph.LAMBDA_M)
+        inv_rho = 1.0 / np.maximum(rho, 1e-3)
+        drho_da = -du * inv_rho
+        drho_db = -dv * inv_rho
+        resid = self.t_h - t0 - (self.s_h[sel] + rho * ph.TAN_CHERENKOV) * (1.0 / ph.C_VACUUM)
+        w = (e1z * du + e2z * dv) * inv_rho
+        cos_eta = ph.COS_CHERENKOV * dz + ph.SIN_CHERENKOV * w
+        k_eta = (-3.9 + 9.2 * cos_eta) * (ph.SIN_CHERENKOV / ph.LAMBDA_M)
+        xi = (3.1 + cos_eta * (-3.9 + 4.6 * cos_eta) + ph.A1_DEFF * rho) * (1.0 / ph.LAMBDA_M)
+        a1l = ph.A1_DEFF / ph.LAMBDA_M
+        dxi_da = k_eta * (-e1z - w * drho_da) * inv_rho + a1l * drho_da
+        dxi_db = k_eta * (-e2z - w * drho_db) * inv_rho + a1l * drho_db
         lp, ls, lp_t, lp_x, ls_t, ls_x = self.table.logpdf_logsf_grad(resid, xi)
         if prep.settings.use_mpe:
             lp = lp + self.ln_npe + self.npe_m1 * ls
             lp_t = lp_t + self.npe_m1 * ls_t
             lp_x = lp_x + self.npe_m1 * ls_x
-        dres_da = -(ph.TAN_CHERENKOV / ph.C_VACUUM) * drho_da
-        dres_db = -(ph.TAN_CHERENKOV / ph.C_VACUUM) * drho_db
-        dlp_da = lp_t * dres_da + lp_x * dxi_da
-        dlp_db = lp_t * dres_db + lp_x * dxi_db
-        dlp_dt0 = -lp_t
+        k_res = -(ph.TAN_CHERENKOV / ph.C_VACUUM) * lp_t
+        dlp_da = k_res * drho_da + lp_x * dxi_da
+        dlp_db = k_res * drho_db + lp_x * dxi_db
         mu_s = self.eff_h * ph.CHARGE_NORM * np.exp(-rho * (1.0 / ph.ABSORPTION_M)) / (rho + ph.CHARGE_SOFT_M)
         dlnmu_drho = -(1.0 / ph.ABSORPTION_M) - 1.0 / (rho + ph.CHARGE_SOFT_M)
         mu_tot = mu_s + prep.mu_noise
-        ln_signal = np.log(mu_s) + lp
-        ln_sum = np.logaddexp(ln_signal, self.ln_noise_term)
-        frac = np.exp(ln_signal - ln_sum)  # share of the signal in the hit-time density
-        share = mu_s / mu_tot
-        # d ln_time = frac * (dln mu_s + dlp) - share * dln mu_s
-        g_mu = (frac - share) * dlnmu_drho
-        total = -float(np.sum(ln_sum - np.log(mu_tot)))
-        ga = -float(np.sum(g_mu * drho_da + frac * dlp_da))
-        gb = -float(np.sum(g_mu * drho_db + frac * dlp_db))
-        gt = -float(np.sum(frac * dlp_dt0))
+        # hit-time density: signal (share mu_s) plus a flat noise floor (share mu_noise)
+        sig = mu_s * np.exp(np.minimum(lp, 700.0))
+        dens = sig + self.noise_term
+        frac = sig / dens  # share of the signal in the hit-time density
+        # d ln_time = frac * (dln mu_s + dlp) - (mu_s / mu_tot) * dln mu_s
+        g_mu = (frac - mu_s / mu_tot) * dlnmu_drho
+        total = -np.sum(np.log(dens / mu_tot), axis=1)
+        ga = -np.sum(g_mu * drho_da + frac * dlp_da, axis=1)
+        gb = -np.sum(g_mu * drho_db + frac * dlp_db, axis=1)
+        gt = np.sum(frac * lp_t, axis=1)
         if prep.settings.use_hit_no_hit:
-            total -= float(np.sum(np.log(-np.expm1(-mu_tot))))
-            coef = mu_s * dlnmu_drho / np.expm1(mu_tot)
-            ga -= float(np.sum(coef * drho_da))
-            gb -= float(np.sum(coef * drho_db))
-            du_n = self.u_n - a
-            dv_n = self.v_n - b
+            miss = np.exp(-mu_tot)
+            total -= np.sum(np.log1p(-miss), axis=1)
+            coef = mu_s * dlnmu_drho * miss / (1.0 - miss)
+            ga -= np.sum(coef * drho_da, axis=1)
+            gb -= np.sum(coef * drho_db, axis=1)
+            du_n = self.u_n[sel] - a
+            dv_n = self.v_n[sel] - b
             rho_n = np.sqrt(du_n * du_n + dv_n * dv_n)
-            rho_n_safe = np.maximum(rho_n, 1e-3)
-            mu_n = self.eff_n * ph.CHARGE_NORM * np.exp(-rho_n * (1.0 / ph.ABSORPTION_M)) / (rho_n + ph.CHARGE_SOFT_M)
-            dmu = mu_n * (-(1.0 / ph.ABSORPTION_M) - 1.0 / (rho_n + ph.CHARGE_SOFT_M)) / rho_n_safe
-            total += float(mu_n.sum()) + self.far_mu + self.n_unhit * prep.mu_noise
-            ga += float(np.sum(dmu * -du_n))
-            gb += float(np.sum(dmu * -dv_n))
-        return total, np.array([ga, gb, gt])
+            mu_n = self.eff_n[sel] * ph.CHARGE_NORM * np.exp(-rho_n * (1.0 / ph.ABSORPTION_M)) / (rho_n + ph.CHARGE_SOFT_M)
+            dmu = mu_n * (-(1.0 / ph.ABSORPTION_M) - 1.0 / (rho_n + ph.CHARGE_SOFT_M)) / np.maximum(rho_n, 1e-3)
+            total += mu_n.sum(axis=1) + self.far_mu[sel] + self.n_unhit * prep.mu_noise
+            ga -= np.sum(dmu * du_n, axis=1)
+            gb -= np.sum(dmu * dv_n, axis=1)
+        return np.asarray(total, dtype=np.float64), np.stack([ga, gb, gt], axis=1)
 
-    def start_time(self, a: float, b: float) -> float:
-        """A robust t0 for a crossing point: early quantile of the direct-light offsets of nearby hits."""
-        rho = np.hypot(self.u_h - a, self.v_h - b)
-        offsets = self.t_h - (self.s_h + rho * ph.TAN_CHERENKOV) / ph.C_VACUUM
-        near = (rho < 80.0) & self.prep.hit_clean
-        if np.count_nonzero(near) < 3:
-            near = self.prep.hit_clean
-        return float(np.quantile(offsets[near], 0.2))
+    def start_times(self, starts_ab: FloatArray) -> FloatArray:
+        """A robust t0 per pixel: an early quantile of the direct-light offsets of nearby hits."""
+        out = np.empty(starts_ab.shape[0])
+        clean = self.prep.hit_clean
+        for k in range(starts_ab.shape[0]):
+            rho = np.hypot(self.u_h[k] - starts_ab[k, 0], self.v_h[k] - starts_ab[k, 1])
+            offsets = self.t_h[0] - (self.s_h[k] + rho * ph.TAN_CHERENKOV) / ph.C_VACUUM
+            near = (rho < 80.0) & clean
+            if np.count_nonzero(near) < 3:
+                near = clean
+            out[k] = float(np.quantile(offsets[near], 0.2))
+        return out
