@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 bad input (one line naming the problem), 1 anything els
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from typing import Any
 
@@ -30,7 +29,7 @@ class _Group(click.Group):
             ctx.exit(1)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for operators
+        except Exception as exc:
             if os.environ.get("SKYSCAN_DEBUG"):
                 traceback.print_exc()
             click.echo(
@@ -67,6 +66,7 @@ def geometry() -> None:
 from skyscan import cli_reco  # noqa: E402
 
 cli.add_command(cli_reco.simulate)
+cli.add_command(cli_reco.example)
 cli.add_command(cli_reco.coords)
 geometry.add_command(cli_reco.geometry_export)
 node.add_command(cli_reco.node_scan)
@@ -77,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

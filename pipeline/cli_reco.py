@@ -14,15 +14,21 @@ from skyscan.errors import InputError
 
 
 @click.command()
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="Event file to write (JSON).")
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="Event file to write (JSON)."
+)
 @click.option("--preset", type=click.Choice(["benchmark"]), help="A fixed standard event (ignores the track options).")
 @click.option("--zenith", type=float, default=120.0, show_default=True, help="Zenith (deg) the muon comes from.")
 @click.option("--azimuth", type=float, default=200.0, show_default=True, help="Azimuth (deg), detector frame.")
 @click.option("--energy", "energy_gev", type=float, default=2e5, show_default=True, help="Muon energy (GeV).")
-@click.option("--vertex", nargs=3, type=float, default=(0.0, 0.0, 0.0), show_default=True, help="A point on the track, x y z (m).")
+@click.option(
+    "--vertex", nargs=3, type=float, default=(0.0, 0.0, 0.0), show_default=True, help="A point on the track, x y z (m)."
+)
 @click.option("--time-ns", type=float, default=10_000.0, show_default=True, help="Time at the vertex (ns).")
 @click.option("--starting", is_flag=True, help="The muon starts at the vertex instead of passing through.")
-@click.option("--noise-rate", "noise_rate_hz", type=float, default=500.0, show_default=True, help="Dark rate per DOM (Hz).")
+@click.option(
+    "--noise-rate", "noise_rate_hz", type=float, default=500.0, show_default=True, help="Dark rate per DOM (Hz)."
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same event).")
 @click.option("--run-id", type=int, default=1, show_default=True)
 @click.option("--event-id", type=int, default=1, show_default=True)
@@ -93,6 +99,22 @@ def simulate(
     )
 
 
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the event file.")
+def example(output: str) -> None:
+    """Write the bundled example event (a simulated ~300 TeV up-going track with its truth).
+
+    \b
+    Example:
+      skyscan example -o example.json && skyscan run example.json -o example-scan
+    """
+    from importlib import resources
+
+    text = resources.files("skyscan").joinpath("data/example-event.json").read_text(encoding="utf-8")
+    write_text(output, text)
+    click.echo(f"wrote {output}")
+
+
 @click.command("export")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="CSV file to write.")
 @click.option("--name", default="ic86", show_default=True, help="Built-in geometry to export.")
@@ -156,11 +178,20 @@ def coords(when: str, zenith: float | None, azimuth: float | None, ra: float | N
 @click.command("scan")
 @click.argument("event", type=click.Path(dir_okay=False))
 @click.option("--nside", type=int, required=True, help="HEALPix nside of the pixels (power of two).")
-@click.option("--pixels", "pixel_spec", required=True, help="NESTED pixel indices: a file, a range 0-767 or a list 1,5,9.")
+@click.option(
+    "--pixels", "pixel_spec", required=True, help="NESTED pixel indices: a file, a range 0-767 or a list 1,5,9."
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Result file (HDF5).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Scan configuration (YAML); its reco: section is used.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Scan configuration (YAML); its reco: section is used.",
+)
 @click.option("--geometry", "geometry_arg", help="Geometry CSV replacing the event's built-in geometry.")
-def node_scan(event: str, nside: int, pixel_spec: str, output: str, config_path: str | None, geometry_arg: str | None) -> None:
+def node_scan(
+    event: str, nside: int, pixel_spec: str, output: str, config_path: str | None, geometry_arg: str | None
+) -> None:
     """Reconstruct a batch of HEALPix pixels (direction fixed per pixel, vertex fitted).
 
     Writes OUTPUT atomically; does nothing if a complete OUTPUT is already there.
@@ -188,7 +219,9 @@ def node_scan(event: str, nside: int, pixel_spec: str, output: str, config_path:
         if not isinstance(config_doc, dict):
             raise InputError(f"{config_path}: expected a mapping at the top level")
         settings = RecoSettings.from_mapping(config_doc.get("reco"))
-    outcome = run_scan_node(event, nside, pixel_spec, output, settings=settings, config_doc=config_doc, geometry_arg=geometry_arg)
+    outcome = run_scan_node(
+        event, nside, pixel_spec, output, settings=settings, config_doc=config_doc, geometry_arg=geometry_arg
+    )
     if outcome.skipped:
         click.echo(f"{output}: already complete ({outcome.n_pixels} pixels), nothing to do")
     else:

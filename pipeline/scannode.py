@@ -141,7 +141,16 @@ def run_scan_node(
     reco = make_reconstruction(reconstruction, event, geo, settings)
     table = reco.fit_directions(zen, azi)
     elapsed = time.perf_counter() - t_start
-    write_result(out_path, nside, ipix, table, event.run_id, event.event_id, config_digest(config_doc or settings.to_mapping()), reconstruction)
+    write_result(
+        out_path,
+        nside,
+        ipix,
+        table,
+        event.run_id,
+        event.event_id,
+        config_digest(config_doc or settings.to_mapping()),
+        reconstruction,
+    )
     return ScanOutcome(out_path, int(ipix.size), int(np.count_nonzero(table.status != 0)), elapsed, skipped=False)
 
 

@@ -17,8 +17,8 @@ import numpy.typing as npt
 
 from skyscan.reco.event import Event
 from skyscan.reco.geometry import Geometry
-from skyscan.reco.llh import PreparedEvent, TrackFrame, TrackLikelihood, prepare_event
 from skyscan.reco.linefit import first_guess
+from skyscan.reco.llh import PreparedEvent, TrackFrame, TrackLikelihood, prepare_event
 from skyscan.reco.minimize import minimize_bfgs_batch
 from skyscan.reco.photonics import C_VACUUM
 from skyscan.reco.settings import RecoSettings
@@ -34,7 +34,6 @@ STATUS_ERROR = 3
 CHUNK = 32
 #: Typical steps of (a [m], b [m], t0 [ns]) for the minimiser.
 STEP_SCALE = np.array([3.0, 3.0, 10.0])
-
 
 
 @dataclass
@@ -54,7 +53,11 @@ class FitTable:
     def empty(cls, n: int) -> FitTable:
         nan = np.full(n, np.nan)
         return cls(
-            llh=nan.copy(), x=nan.copy(), y=nan.copy(), z=nan.copy(), t=nan.copy(),
+            llh=nan.copy(),
+            x=nan.copy(),
+            y=nan.copy(),
+            z=nan.copy(),
+            t=nan.copy(),
             status=np.full(n, STATUS_ERROR, dtype=np.int32),
             evaluations=np.zeros(n, dtype=np.int32),
             seconds=np.zeros(n),
@@ -131,17 +134,19 @@ class PandelTrackFit:
         t0 = np.where(np.abs(t_guess - t_robust) < 100.0, t_guess, t_robust)
         x0 = np.column_stack([starts, t0])
         with np.errstate(all="ignore"):
-            result = minimize_bfgs_batch(
-                like.nll_grad, x0, STEP_SCALE, max_iterations=self.settings.max_iterations
-            )
+            result = minimize_bfgs_batch(like.nll_grad, x0, STEP_SCALE, max_iterations=self.settings.max_iterations)
         finite = np.isfinite(result.fun) & np.all(np.isfinite(result.x), axis=1)
-        points = result.x[:, 0:1] * np.array([f.e1 for f in frames]) + result.x[:, 1:2] * np.array([f.e2 for f in frames])
+        points = result.x[:, 0:1] * np.array([f.e1 for f in frames]) + result.x[:, 1:2] * np.array(
+            [f.e2 for f in frames]
+        )
         table.llh[chunk] = np.where(finite, result.fun, np.nan)
         table.x[chunk] = np.where(finite, points[:, 0], np.nan)
         table.y[chunk] = np.where(finite, points[:, 1], np.nan)
         table.z[chunk] = np.where(finite, points[:, 2], np.nan)
         table.t[chunk] = np.where(finite, result.x[:, 2], np.nan)
-        table.status[chunk] = np.where(finite, np.where(result.converged, STATUS_OK, STATUS_NOT_CONVERGED), STATUS_NOT_FINITE)
+        table.status[chunk] = np.where(
+            finite, np.where(result.converged, STATUS_OK, STATUS_NOT_CONVERGED), STATUS_NOT_FINITE
+        )
         table.evaluations[chunk] = result.evaluations
 
 

@@ -126,7 +126,7 @@ def ic86() -> Geometry:
         name="ic86",
         string=np.array(strings, dtype=np.int64),
         om=np.array(oms, dtype=np.int64),
-        pos=np.round(np.array(pos, dtype=np.float64), 2),
+        pos=np.asarray(np.round(np.array(pos, dtype=np.float64), 2), dtype=np.float64),
         efficiency=np.array(eff, dtype=np.float64),
     )
 

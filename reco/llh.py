@@ -157,7 +157,9 @@ class TrackLikelihood:
         self.n_unhit = int(np.count_nonzero(unhit))
         self.noise_term = prep.mu_noise * prep.noise_density
 
-    def nll_grad(self, params: npt.ArrayLike, rows: npt.NDArray[np.int64] | None = None) -> tuple[FloatArray, FloatArray]:
+    def nll_grad(
+        self, params: npt.ArrayLike, rows: npt.NDArray[np.int64] | None = None
+    ) -> tuple[FloatArray, FloatArray]:
         """-ln L (shape (K,)) and its gradient by (a, b, t0) (shape (K, 3)) for pixels ``rows``.
 
         ``params`` is (K, 3); ``rows`` selects which K pixels of the batch they belong to (default: all).
@@ -213,7 +215,9 @@ class TrackLikelihood:
             du_n = self.u_n[sel] - a
             dv_n = self.v_n[sel] - b
             rho_n = np.sqrt(du_n * du_n + dv_n * dv_n)
-            mu_n = self.eff_n[sel] * ph.CHARGE_NORM * np.exp(-rho_n * (1.0 / ph.ABSORPTION_M)) / (rho_n + ph.CHARGE_SOFT_M)
+            mu_n = (
+                self.eff_n[sel] * ph.CHARGE_NORM * np.exp(-rho_n * (1.0 / ph.ABSORPTION_M)) / (rho_n + ph.CHARGE_SOFT_M)
+            )
             dmu = mu_n * (-(1.0 / ph.ABSORPTION_M) - 1.0 / (rho_n + ph.CHARGE_SOFT_M)) / np.maximum(rho_n, 1e-3)
             total += mu_n.sum(axis=1) + self.far_mu[sel] + self.n_unhit * prep.mu_noise
             ga -= np.sum(dmu * du_n, axis=1)

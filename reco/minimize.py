@@ -89,7 +89,11 @@ def minimize_bfgs_batch(
             trial = x[rows] + alpha[pending, None] * direction[pending]
             ft, gt = fg(trial, rows)
             evals[rows] += 1
-            ok = np.isfinite(ft) & np.all(np.isfinite(gt), axis=1) & (ft <= f[rows] + ARMIJO * alpha[pending] * slope[pending])
+            ok = (
+                np.isfinite(ft)
+                & np.all(np.isfinite(gt), axis=1)
+                & (ft <= f[rows] + ARMIJO * alpha[pending] * slope[pending])
+            )
             good = pending[ok]
             x_new[good], f_new[good], g_new[good] = trial[ok], ft[ok], gt[ok]
             accepted[good] = True

@@ -22,11 +22,10 @@ convolution numerically; tests compare the table with it.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from functools import lru_cache
-
 from scipy import integrate, special, stats
 
 FloatArray = npt.NDArray[np.float64]
@@ -125,7 +124,7 @@ class ConvolvedPandel:
         self.sigma = float(sigma_ns)
         self.rho = rho
         self.t_lo = -10.0 * self.sigma
-        n_fine = int(math.ceil((T_SPLIT_NS - self.t_lo) / T_FINE_STEP))
+        n_fine = math.ceil((T_SPLIT_NS - self.t_lo) / T_FINE_STEP)
         self.t_lo = T_SPLIT_NS - n_fine * T_FINE_STEP  # the fine grid ends exactly at T_SPLIT_NS
         t_fine = self.t_lo + T_FINE_STEP * np.arange(n_fine)
         t_coarse = np.arange(T_SPLIT_NS, T_MAX_NS + T_COARSE_STEP / 2, T_COARSE_STEP)
@@ -155,7 +154,9 @@ class ConvolvedPandel:
         self.logpdf_flat = np.ascontiguousarray(logpdf).ravel()
         self.logsf_flat = np.ascontiguousarray(logsf).ravel()
 
-    def _cells(self, t: npt.ArrayLike, xi: npt.ArrayLike) -> tuple[FloatArray, ...]:
+    def _cells(
+        self, t: npt.ArrayLike, xi: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
         tt = np.asarray(t, dtype=np.float64)
         x = np.asarray(xi, dtype=np.float64)
         tc = np.clip(tt, self.t_lo, T_MAX_NS - 1e-6)
@@ -163,19 +164,28 @@ class ConvolvedPandel:
         inv_step = np.where(fine, 1.0 / T_FINE_STEP, 1.0 / T_COARSE_STEP)
         u = np.where(fine, (tc - self.t_lo) * inv_step, self.n_fine + (tc - T_SPLIT_NS) * inv_step)
         iu = u.astype(np.int64)
-        fu = u - iu
+        fu = np.asarray(u - iu, dtype=np.float64)
         v_raw = (np.log(x) - self.ln_xi_min) * (1.0 / self.ln_xi_step)
         v = np.clip(v_raw, 0.0, XI_COUNT - 1.000001)
         iv = v.astype(np.int64)
-        fv = v - iv
+        fv = np.asarray(v - iv, dtype=np.float64)
         idx = iv * self.n_cols + iu
         # d(u)/dt and d(v)/dxi, zero where the argument was clipped to the table's edge
         du_dt = np.where((tt > self.t_lo) & (tt < T_MAX_NS), inv_step, 0.0)
         dv_dxi = np.where(v == v_raw, 1.0 / (self.ln_xi_step * x), 0.0)
         over = np.maximum(tt - T_MAX_NS, 0.0)
-        return idx, fu, fv, du_dt, dv_dxi, over
+        return (
+            np.asarray(idx, dtype=np.int64),
+            fu,
+            fv,
+            np.asarray(du_dt, dtype=np.float64),
+            np.asarray(dv_dxi, dtype=np.float64),
+            np.asarray(over, dtype=np.float64),
+        )
 
-    def _interp(self, flat: FloatArray, idx: npt.NDArray[np.int64], fu: FloatArray, fv: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _interp(
+        self, flat: FloatArray, idx: npt.NDArray[np.int64], fu: FloatArray, fv: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         a = flat.take(idx)
         b = flat.take(idx + 1)
         c = flat.take(idx + self.n_cols)

@@ -72,7 +72,7 @@ def simulate_track(
     times: list[FloatArray] = []
     charges: list[FloatArray] = []
     hit_rows = np.flatnonzero(npe > 0)
-    for row in hit_rows:
+    for row in hit_rows.tolist():
         n = int(npe[row])
         delays = rng.gamma(shape=xi[row], scale=1.0 / ph.RHO_PER_NS, size=n)
         t = direct_time[row] + delays + rng.normal(0.0, spec.jitter_ns, size=n)
@@ -82,7 +82,7 @@ def simulate_track(
     t_start = float(np.min(signal_times)) - 0.25 * ph.READOUT_WINDOW_NS
     window = ph.READOUT_WINDOW_NS
     n_noise = rng.poisson(spec.noise_rate_hz * 1e-9 * window, size=len(geometry))
-    for row in np.flatnonzero(n_noise > 0):
+    for row in np.flatnonzero(n_noise > 0).tolist():
         n = int(n_noise[row])
         t = t_start + rng.uniform(0.0, window, size=n)
         q = np.clip(rng.normal(NOISE_CHARGE_MEAN, CHARGE_RESOLUTION, size=n), 0.1, None)
