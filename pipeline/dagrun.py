@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,6 +66,7 @@ _SUCCESS = frozenset({"done", "skipped"})
 _ACTIVE = frozenset({"pre", "running", "post"})
 _STATE_FLUSH_SECONDS = 0.25  # coalesce run-state rewrites (a big DAG changes state many times a second)
 _POLL_SECONDS = 0.1
+_SUBMIT_LOCK = threading.Lock()
 _SCRIPT_MACRO = re.compile(
     r"\$(PRE_SCRIPT_RETURN|MAX_RETRIES|FAILED_COUNT|DAG_STATUS|RETURN|RETRY|JOBID|JOB|NODE)(?![A-Za-z0-9_])"
 )
@@ -275,9 +276,9 @@ class _Runtime:
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.jobs)
 
-    def acquire_slot(self) -> bool:
+    def acquire_slot(self, stopped: Callable[[], bool]) -> bool:
         """Block until a process slot is free; False if the run is being stopped."""
-        while not self.stop.is_set():
+        while not stopped():
             if self.slots.acquire(timeout=_POLL_SECONDS):
                 return True
         return False
@@ -361,6 +362,7 @@ def _run_process(
     argv: Sequence[str],
     cwd: Path,
     rt: _Runtime,
+    stopped: Callable[[], bool],
     stdin: IO[Any] | int,
     stdout: IO[Any] | int,
     stderr: IO[Any] | int,
@@ -382,7 +384,7 @@ def _run_process(
             return proc.wait(timeout=_POLL_SECONDS)
         except subprocess.TimeoutExpired:
             pass
-        if rt.stop.is_set():
+        if stopped():
             _terminate(proc, rt)
             raise _Stopped
 
@@ -436,6 +438,11 @@ def _submit_value(sub: Any, *keys: str) -> str | None:
 
 def _prepare_job(dag: Dag, node: Node, attempt: int, macros: Mapping[str, str]) -> _JobSpec:
     """Read the submit file, apply VARS and DAGMan's macros, and work out argv, directories and files."""
+    with _SUBMIT_LOCK:  # the HTCondor bindings are not documented as thread-safe; this step is quick
+        return _prepare_job_locked(dag, node, attempt, macros)
+
+
+def _prepare_job_locked(dag: Dag, node: Node, attempt: int, macros: Mapping[str, str]) -> _JobSpec:
     import htcondor2  # deferred: importing the bindings is slow and not needed to parse DAGs
 
     node_dir = dag.node_dir(node)
@@ -485,7 +492,7 @@ def _prepare_job(dag: Dag, node: Node, attempt: int, macros: Mapping[str, str]) 
                     stderr=in_cwd("error"))
 
 
-def _run_job(spec: _JobSpec, rt: _Runtime) -> int:
+def _run_job(spec: _JobSpec, rt: _Runtime, stopped: Callable[[], bool]) -> int:
     """Start the job with its stdio files (truncated, like HTCondor), wait, return its exit code."""
     with contextlib.ExitStack() as stack:
         opened: dict[Path, IO[bytes]] = {}
@@ -510,7 +517,7 @@ def _run_job(spec: _JobSpec, rt: _Runtime) -> int:
         if not spec.cwd.is_dir():
             raise _NodeError(f"initial directory {spec.cwd} does not exist")
         try:
-            return _run_process(spec.argv, spec.cwd, rt, stdin, stdout, stderr, spec.env)
+            return _run_process(spec.argv, spec.cwd, rt, stopped, stdin, stdout, stderr, spec.env)
         except OSError as exc:
             raise _NodeError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
 
@@ -535,12 +542,14 @@ class _DagRun:
     that runs PRE, job (or nested sub-DAG) and POST, with retries, and reports back through a queue.
     """
 
-    def __init__(self, dag: Dag, rt: _Runtime, depth: int, parent_node: str | None, ancestors: tuple[Path, ...]):
+    def __init__(self, dag: Dag, rt: _Runtime, parent: _DagRun | None = None, parent_node: str | None = None):
         self.dag = dag
         self.rt = rt
-        self.depth = depth
+        self.parent = parent
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.parent_node = parent_node
-        self.ancestors = ancestors
+        self.ancestors: tuple[Path, ...] = (parent.ancestors if parent else ()) + (dag.path.resolve(),)
+        self.halt = threading.Event()  # stops this DAG (and its sub-DAGs) only, e.g. after an internal error
         self.queue: queue.Queue[_Msg] = queue.Queue()
         self.records: dict[str, _Record] = {}
         self.remaining: dict[str, int] = {}
@@ -562,6 +571,15 @@ class _DagRun:
         self.dirty = False
         self.last_flush = 0.0
         self.log: LogObserver | None = None
+
+    def stopped(self) -> bool:
+        """True once the whole run (Ctrl-C, stop_event) or this DAG or any enclosing DAG is stopping."""
+        run: _DagRun | None = self
+        while run is not None:
+            if run.halt.is_set():
+                return True
+            run = run.parent
+        return self.rt.stop.is_set()
 
     # -- setup -------------------------------------------------------------------------------------
     def _load_previous(self) -> None:
@@ -654,7 +672,7 @@ class _DagRun:
                     self.log._write(f"{_utcnow()} {note}")
                 return self._run()
             except BaseException:
-                self.rt.stop.set()  # never leave children running behind an error
+                self.halt.set()  # never leave children running behind an error
                 self._join()
                 raise
             finally:
@@ -674,7 +692,7 @@ class _DagRun:
         self._init_ready()
         self._drive()
         final = self.dag.final
-        if final is not None and self.records[final].state not in _SUCCESS and not self.rt.stop.is_set():
+        if final is not None and self.records[final].state not in _SUCCESS and not self.stopped():
             status = "1" if self.failed_count else "0"
             self.final_macros = {"DAG_STATUS": status, "FAILED_COUNT": str(self.failed_count)}
             self._push_ready(final)
@@ -699,10 +717,10 @@ class _DagRun:
                     msg = self.queue.get_nowait()
                 except queue.Empty:
                     msg = None
-            if not self.rt.stop.is_set():
+            if not self.stopped():
                 self._launch()
             self._write_state()
-            if not self.active and (self.rt.stop.is_set() or not self.ready):
+            if not self.active and (self.stopped() or not self.ready):
                 return
 
     def _launch(self) -> None:
@@ -792,7 +810,7 @@ class _DagRun:
     def _finish(self) -> RunResult:
         blocked = self._blocked()
         unfinished = [n for n, r in self.records.items() if r.state not in _SUCCESS and r.state != "failed"]
-        self.interrupted = self.rt.stop.is_set() and any(n not in blocked for n in unfinished)
+        self.interrupted = self.stopped() and any(n not in blocked for n in unfinished)
         for name in blocked:
             self.records[name].error = "not run: an ancestor failed"
         failed = tuple(n for n, r in self.records.items() if r.state == "failed")
@@ -821,12 +839,12 @@ class _DagRun:
         try:
             while True:
                 state, rc, error = self._attempt(node, attempt, holds_slot)
-                if state != "failed" or self.rt.stop.is_set() or attempt >= node.retry:
+                if state != "failed" or self.stopped() or attempt >= node.retry:
                     break
                 if node.retry_unless_exit is not None and rc == node.retry_unless_exit:
                     error = f"{error}; not retried (UNLESS-EXIT {rc})"
                     break
-                note = f"attempt {attempt + 1} failed ({error}); retry {attempt + 1} of {node.retry}"
+                note = f"attempt {attempt + 1} failed: {error}; retry {attempt + 1} of {node.retry}"
                 self.queue.put(_Msg(node.name, "waiting", attempt, rc, note))
                 attempt += 1
         except _Stopped:
@@ -881,7 +899,7 @@ class _DagRun:
             return self._subdag(node)
         try:
             spec = _prepare_job(self.dag, node, attempt, self.final_macros if node.final else {})
-            rc = _run_job(spec, self.rt)
+            rc = _run_job(spec, self.rt, self.stopped)
         except _NodeError as exc:
             return RC_NOT_STARTED, f"job could not be started: {exc}"
         if rc == 0:
@@ -902,7 +920,7 @@ class _DagRun:
             return 1, f"sub-DAG {node.file} would run itself recursively"
         try:
             sub = parse_dag(path)
-            result = _DagRun(sub, self.rt, self.depth + 1, node.name, (*self.ancestors, path.resolve())).run()
+            result = _DagRun(sub, self.rt, parent=self, parent_node=node.name).run()
         except (InputError, SkyscanError, OSError) as exc:
             return 1, f"sub-DAG {node.file}: {exc}"
         if result.interrupted:
@@ -918,7 +936,7 @@ class _DagRun:
         argv = [_resolve_script(script.executable, cwd)]
         argv += [_substitute_script_macros(a, macros) for a in script.arguments]
         while True:
-            if not holds_slot and not self.rt.acquire_slot():
+            if not holds_slot and not self.rt.acquire_slot(self.stopped):
                 raise _Stopped
             try:
                 rc, out, err = self._run_script_once(argv, cwd)
@@ -928,15 +946,18 @@ class _DagRun:
             if script.debug_file:
                 self._write_script_debug(script, node, cwd, rc, out, err)
             if script.defer_status is not None and rc == script.defer_status:
-                if self.rt.stop.wait(script.defer_seconds):
-                    raise _Stopped
+                deadline = time.monotonic() + script.defer_seconds
+                while time.monotonic() < deadline:
+                    if self.stopped():
+                        raise _Stopped
+                    time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
                 continue
             return rc, _tail(err) or _tail(out)
 
     def _run_script_once(self, argv: list[str], cwd: Path) -> tuple[int, bytes, bytes]:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
-                rc = _run_process(argv, cwd, self.rt, subprocess.DEVNULL, out, err)
+                rc = _run_process(argv, cwd, self.rt, self.stopped, subprocess.DEVNULL, out, err)
             except OSError as exc:
                 return RC_NOT_STARTED, b"", f"cannot start {argv[0]}: {exc.strerror or exc}".encode()
             out.seek(0)
@@ -1004,7 +1025,10 @@ def run_dag(
     rt = _Runtime(jobs=limit, stop=stop_event or threading.Event(), force=threading.Event(), grace=grace,
                   observer=observer)
     with _signal_handlers(rt, handle_signals):
-        return _DagRun(dag, rt, 0, None, (dag.path.resolve(),)).run()
+        try:
+            return _DagRun(dag, rt).run()
+        except OSError as exc:  # e.g. the run-state file or log cannot be written
+            raise SkyscanError(f"local executor: {exc}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 
+from skyscan import iers_cache
 from skyscan.atomic import atomic_path
 from skyscan.errors import InputError
 from skyscan.reco import coords
 from skyscan.reco.event import EventFile, read_event
 from skyscan.reco.fit import FitTable, make_reconstruction
 from skyscan.reco.geometry import Geometry, builtin, read_csv
+from skyscan.reco.healpix import nside_to_npix
 from skyscan.reco.settings import RecoSettings
 from skyscan.version import __version__
 
@@ -55,7 +56,7 @@ def load_event(path: str | os.PathLike[str], geometry_arg: str | None = None) ->
 
 def parse_pixel_spec(spec: str, nside: int) -> npt.NDArray[np.int64]:
     """NESTED indices from a file (one per line, or whitespace/comma separated) or `0-767` / `1,5,9`."""
-    npix = hp.nside2npix(nside)
+    npix = nside_to_npix(nside)
     path = Path(spec)
     if path.is_file():
         text = path.read_text(encoding="utf-8")
@@ -137,6 +138,7 @@ def run_scan_node(
     settings = settings or RecoSettings()
     event = ef.event
     t_start = time.perf_counter()
+    iers_cache.install()
     zen, azi = coords.pixel_directions(nside, ipix, event.time)
     reco = make_reconstruction(reconstruction, event, geo, settings)
     table = reco.fit_directions(zen, azi)

@@ -20,13 +20,14 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 from astropy import units as u
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
 from astropy.utils import iers
+
+from skyscan.reco.healpix import nest_to_ang
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -82,7 +83,7 @@ def equatorial_to_local(
 
 def pixel_radec(nside: int, ipix_nested: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Centres of NESTED pixels as (ra, dec) in radians."""
-    theta, phi = hp.pix2ang(nside, np.asarray(ipix_nested, dtype=np.int64), nest=True)
+    theta, phi = nest_to_ang(nside, np.asarray(ipix_nested, dtype=np.int64))
     return np.asarray(phi, dtype=np.float64), np.asarray(np.pi / 2 - theta, dtype=np.float64)
 
 

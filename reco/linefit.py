@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
 
 from skyscan.reco.event import Direction, Event
 from skyscan.reco.geometry import Geometry
@@ -49,6 +48,8 @@ def isolated_hit_mask(
     isolated = np.ones(n, dtype=bool)
     if n < 2:
         return isolated
+    from scipy.spatial import cKDTree  # imported here: costly, and only needed once per event
+
     pairs = cKDTree(pos).query_pairs(radius_m, output_type="ndarray")
     if pairs.size:
         close = np.abs(time[pairs[:, 0]] - time[pairs[:, 1]]) <= window_ns
