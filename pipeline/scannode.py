@@ -60,7 +60,7 @@ def parse_pixel_spec(spec: str, nside: int) -> npt.NDArray[np.int64]:
     path = Path(spec)
     if path.is_file():
         text = path.read_text(encoding="utf-8")
-        tokens = [t for t in re.split(r"[\s,]+", text) if t and not t.startswith("#")]
+        tokens = [t for line in text.splitlines() for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t]
         where = str(path)
         values: list[int] = []
         for tok in tokens:

@@ -27,6 +27,8 @@ IntArray = npt.NDArray[np.int64]
 _REQUIRED = ("schema", "run_id", "event_id", "time", "pulses")
 _OPTIONAL = ("stream", "energy_gev", "signalness", "far_per_year", "geometry", "seed", "truth")
 _PULSE_COLUMNS = ("string", "om", "time", "charge")
+_MAX_DOM_NUMBER = 2**31
+_MAX_ID = 2**63
 _TRUTH_KEYS = ("zenith_deg", "azimuth_deg", "x", "y", "z", "t", "energy_gev")
 
 
@@ -113,6 +115,15 @@ def parse_time(value: Any, where: str = "time") -> datetime:
     return t.astimezone(timezone.utc)
 
 
+def _show(value: float) -> str:
+    """NaN and infinities spelt as in JSON, so the message matches what is in the file."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
 def _number(value: Any, where: str, *, integer: bool = False, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "an integer" if integer else "a number"
@@ -120,9 +131,11 @@ def _number(value: Any, where: str, *, integer: bool = False, minimum: float | N
     if integer and not isinstance(value, int):
         raise InputError(f"{where}: expected an integer, got {value!r}")
     if not math.isfinite(value):
-        raise InputError(f"{where}: must be finite, got {value!r}")
+        raise InputError(f"{where}: must be finite, got {_show(value)}")
     if minimum is not None and value < minimum:
         raise InputError(f"{where}: must be >= {minimum:g}, got {value!r}")
+    if integer and value >= _MAX_ID:
+        raise InputError(f"{where}: too large (must be < 2**63), got {value!r}")
     return value
 
 
@@ -135,7 +148,9 @@ def _column(pulses: dict[str, Any], name: str, integer: bool) -> np.ndarray:
             kind = "integers" if integer else "numbers"
             raise InputError(f"pulses.{name}[{i}]: expected {kind}, got {json.dumps(v)[:40]}")
         if not integer and not math.isfinite(v):
-            raise InputError(f"pulses.{name}[{i}]: must be finite, got {v!r}")
+            raise InputError(f"pulses.{name}[{i}]: must be finite, got {_show(v)}")
+        if integer and not -_MAX_DOM_NUMBER <= v < _MAX_DOM_NUMBER:
+            raise InputError(f"pulses.{name}[{i}]: DOM number out of range, got {v!r}")
     return np.asarray(values, dtype=np.int64 if integer else np.float64)
 
 
@@ -256,19 +271,15 @@ def read_event(path: str | os.PathLike[str], known_doms: set[tuple[int, int]] | 
     if not text.strip():
         raise InputError(f"{p}: empty file, not a JSON event")
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except InputError as exc:
-        raise InputError(f"{p}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{p}: invalid event: JSON nested too deeply") from None
     try:
         return event_from_dict(doc, known_doms)
     except InputError as exc:
         raise InputError(f"{p}: {exc}") from None
-
-
-def _reject_constant(name: str) -> float:
-    raise InputError(f"invalid JSON number {name} (NaN and infinities are not allowed)")
 
 
 def event_to_dict(event: Event, truth: Truth | None = None) -> dict[str, Any]:

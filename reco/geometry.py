@@ -52,10 +52,11 @@ class Geometry:
         s = np.asarray(string, dtype=np.int64)
         o = np.asarray(om, dtype=np.int64)
         lookup = _lookup(self)
-        key = s * 1000 + o
+        in_range = (s >= 0) & (s < 2**31) & (o >= 0) & (o < 2**31)
+        key = np.where(in_range, (s << 32) + o, -1)
         pos = np.searchsorted(lookup[0], key)
         pos = np.clip(pos, 0, lookup[0].size - 1)
-        ok = lookup[0][pos] == key
+        ok = in_range & (lookup[0][pos] == key)
         if not np.all(ok):
             i = int(np.flatnonzero(~ok)[0])
             raise InputError(f"DOM string {int(s[i])} om {int(o[i])} is not in geometry {self.name!r}")
@@ -63,7 +64,7 @@ class Geometry:
 
 
 def _lookup(geo: Geometry) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    key = geo.string * 1000 + geo.om
+    key = (geo.string << 32) + geo.om
     order = np.argsort(key, kind="stable")
     return key[order], order.astype(np.int64)
 

@@ -13,8 +13,8 @@ eta being the angle between the PMT axis (down) and the reversed photon directio
 The Gaussian convolution for PMT jitter and negative residuals (van Eijndhoven, Fadiran,
 Japaridze 2007, arXiv:0704.1706) is evaluated from a table built once per process and jitter:
 the Pandel mass in 0.1 ns bins of the delay, convolved with the Gaussian, on a grid of residuals
-(0.5 ns steps up to 64 ns, 8 ns steps beyond, where the convolution no longer matters and the
-table holds the plain Pandel), interpolated bilinearly in (residual, xi). The same is done for the
+(0.5 ns steps up to 64 ns; 8 ns steps beyond, where the table holds the Pandel with its
+second-order small-jitter correction), interpolated bilinearly in (residual, xi). The same is done for the
 survival function used by the MPE likelihood. :func:`convolved_pdf_exact` integrates the exact
 convolution numerically; tests compare the table with it.
 """
@@ -138,11 +138,21 @@ class ConvolvedPandel:
         self.xi_grid = xi
         logpdf = np.empty((xi.size, self.t_grid.size))
         logsf = np.empty_like(logpdf)
-        # Coarse part: the plain Pandel (for the xi that occur the convolution changes ln p by < 1e-2 there).
-        logpdf[:, n_fine:] = pandel_logpdf(t_coarse[None, :], xi[:, None], rho)
-        logsf[:, n_fine:] = pandel_logsf(t_coarse[None, :], xi[:, None], rho)
-        # Fine part: the exact Pandel mass in small bins of the delay, convolved with the Gaussian.
-        s_edges = np.arange(0.0, T_SPLIT_NS + 12 * self.sigma + S_BIN_NS, S_BIN_NS)
+        # Coarse part: the Pandel with the small-jitter (second-order) convolution correction,
+        # ln g = ln p + sigma^2/2 (l'^2 + l''), and likewise for the survival function.
+        tc = t_coarse[None, :]
+        xc = xi[:, None]
+        lp_c = pandel_logpdf(tc, xc, rho)
+        ls_c = pandel_logsf(tc, xc, rho)
+        slope = (xc - 1.0) / tc - rho
+        curv = -(xc - 1.0) / (tc * tc)
+        half_var = 0.5 * self.sigma**2
+        logpdf[:, n_fine:] = lp_c + half_var * (slope * slope + curv)
+        logsf[:, n_fine:] = ls_c + half_var * (-np.exp(lp_c - ls_c) * slope)
+        # Fine part: the exact Pandel mass in small bins of the delay (finer near 0, where the
+        # density diverges for xi < 1), convolved with the Gaussian.
+        s_max = T_SPLIT_NS + 12 * self.sigma
+        s_edges = np.concatenate([np.arange(0.0, 1.0, 0.01), np.arange(1.0, s_max + S_BIN_NS, S_BIN_NS)])
         cdf = special.gammainc(xi[:, None], rho * s_edges[None, :])
         mass = np.diff(cdf, axis=1)
         beyond = 1.0 - cdf[:, -1]
