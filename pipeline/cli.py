@@ -71,6 +71,15 @@ cli.add_command(cli_reco.coords)
 geometry.add_command(cli_reco.geometry_export)
 node.add_command(cli_reco.node_scan)
 
+from skyscan import cli_graph, cli_run  # noqa: E402
+
+cli.add_command(cli_run.run)
+cli.add_command(cli_graph.submit)
+cli.add_command(cli_graph.status)
+node.add_command(cli_graph.node_prepare)
+node.add_command(cli_graph.node_plan)
+node.add_command(cli_graph.node_final)
+
 
 def main() -> None:
     cli(prog_name="skyscan")

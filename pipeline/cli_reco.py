@@ -176,7 +176,7 @@ def coords(when: str, zenith: float | None, azimuth: float | None, ra: float | N
 
 
 @click.command("scan")
-@click.argument("event", type=click.Path(dir_okay=False))
+@click.argument("event")
 @click.option("--nside", type=int, required=True, help="HEALPix nside of the pixels (power of two).")
 @click.option(
     "--pixels", "pixel_spec", required=True, help="NESTED pixel indices: a file, a range 0-767 or a list 1,5,9."

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
 from skyscan.errors import InputError
 from skyscan.moc import MultiOrderMap
 

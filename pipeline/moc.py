@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import healpy as hp
 import numpy as np
 import numpy.typing as npt
+
 from skyscan.errors import InputError
 
 FloatArray = npt.NDArray[np.float64]

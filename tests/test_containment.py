@@ -15,6 +15,7 @@ import healpy as hp
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from skyscan.containment import LEVELS, best_fit_radec, region, regions, resolve_levels
 from skyscan.errors import InputError
 from skyscan.moc import MultiOrderMap, StageResult, build_multiorder

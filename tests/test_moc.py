@@ -9,6 +9,7 @@ import healpy as hp
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from skyscan.errors import InputError
 from skyscan.moc import (
     MultiOrderMap,
