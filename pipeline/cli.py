@@ -71,7 +71,7 @@ cli.add_command(cli_reco.coords)
 geometry.add_command(cli_reco.geometry_export)
 node.add_command(cli_reco.node_scan)
 
-from skyscan import cli_graph, cli_run  # noqa: E402
+from skyscan import cli_graph, cli_merge, cli_run  # noqa: E402
 
 cli.add_command(cli_run.run)
 cli.add_command(cli_graph.submit)
@@ -79,6 +79,8 @@ cli.add_command(cli_graph.status)
 node.add_command(cli_graph.node_prepare)
 node.add_command(cli_graph.node_plan)
 node.add_command(cli_graph.node_final)
+cli.add_command(cli_merge.merge)
+node.add_command(cli_merge.node_merge)
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 
@@ -38,9 +37,13 @@ class BestFit:
     llh: float
 
     def vector(self) -> FloatArray:
+        import healpy as hp  # imported here: costly, and prepare does not need it
+
         return np.asarray(hp.pix2vec(self.nside, self.ipix, nest=True), dtype=np.float64)
 
     def radec_deg(self) -> tuple[float, float]:
+        import healpy as hp  # imported here: costly, and prepare does not need it
+
         theta, phi = hp.pix2ang(self.nside, self.ipix, nest=True)
         return float(np.degrees(phi)) % 360.0, 90.0 - float(np.degrees(theta))
 
@@ -103,6 +106,8 @@ def children(nside_from: int, ipix: npt.ArrayLike, nside_to: int) -> IntArray:
 
 def _by_distance(nside: int, ipix: IntArray, centre: FloatArray) -> IntArray:
     """``ipix`` ordered by the angle between their centres and ``centre``, ties by index."""
+    import healpy as hp  # imported here: costly, and prepare does not need it
+
     if ipix.size == 0:
         return ipix
     vec = np.asarray(hp.pix2vec(nside, ipix, nest=True), dtype=np.float64)
@@ -112,6 +117,8 @@ def _by_distance(nside: int, ipix: IntArray, centre: FloatArray) -> IntArray:
 
 def nearest_pixels(nside: int, centre: FloatArray, n: int) -> IntArray:
     """The ``n`` pixels at ``nside`` whose centres are nearest the unit vector ``centre`` (sorted by index)."""
+    import healpy as hp  # imported here: costly, and prepare does not need it
+
     check_nside(nside)
     npix = 12 * nside * nside
     if n < 1 or n > npix:
@@ -148,6 +155,8 @@ def refine_adaptive(
 
     ``threshold`` is the containment level's 2*delta-llh; delta is taken from the global best llh.
     """
+    import healpy as hp  # imported here: costly, and prepare does not need it
+
     ns, px, lh = _as_arrays(nside_arr, ipix_arr, llh_arr)
     at_prev = ns == prev_nside
     with np.errstate(invalid="ignore"):

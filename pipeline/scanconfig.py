@@ -265,7 +265,7 @@ def _parse_stages(raw: Any, rule: str) -> tuple[Stage, ...]:
 
 
 def _parse_containment(raw: Any) -> dict[str, float]:
-    from skyscan.containment import resolve_levels
+    from skyscan.levels import resolve_levels
 
     if isinstance(raw, dict):
         for key in raw:
@@ -294,7 +294,7 @@ def _check_merge(top: Mapping[str, Any]) -> None:
     """The ``merge:`` section belongs to the merge node (skyscan.merge); validate it here so a typo fails early."""
     if top.get("merge") is None:
         return
-    from skyscan.merge import merge_options
+    from skyscan.mergeopts import merge_options
 
     try:
         merge_options(top)

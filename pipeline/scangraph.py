@@ -298,10 +298,13 @@ def _write_batches(outdir: Path, stage: int, batches: list[IntArray]) -> None:
 
 def prepare_scan(event_path: str | Path, outdir: str | Path) -> dict[str, Any]:
     """`skyscan node prepare`: validate the event, first guess (prepare.json), stage-0 batch files."""
+    from skyscan import iers_cache
     from skyscan.reco.coords import local_to_equatorial
     from skyscan.reco.linefit import first_guess
     from skyscan.scannode import load_event
     from skyscan.version import __version__
+
+    iers_cache.install()
 
     folder = Path(outdir)
     if not folder.is_dir():

@@ -1,0 +1,67 @@
+"""Merge throughput: a default-sized scan (768 + 768 + 1536 pixels at nside 8/64/512) into all products.
+
+Usage: python benchmarks/merge.py [--repeat N] [--no-plots] [--keep DIR]
+
+Writes a synthetic scan in the scan-node format (a paraboloid -ln L), then times `merge_scan` producing
+skymap.h5, the multi-order and flat FITS files, both plots, the GCN drafts and summary.json. Peak memory is
+reported twice: Python allocations seen by tracemalloc (numpy included) during the merge, and the process's
+maximum resident set size. Target: <= 5 s and <= 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+TARGET_SECONDS = 5.0
+TARGET_MB = 500.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="merges to time (default 3; the first pays imports)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--keep", type=Path, help="write the scan and products here instead of a temporary folder")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    from skyscan.merge import merge_scan, write_synthetic_scan
+
+    t_import = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        outdir = args.keep or Path(tmp) / "scan"
+        write_synthetic_scan(outdir)
+        plots = False if args.no_plots else None
+        times: list[float] = []
+        for _ in range(max(1, args.repeat)):
+            t1 = time.perf_counter()
+            result = merge_scan(outdir, plots=plots)
+            times.append(time.perf_counter() - t1)
+        # One more merge under tracemalloc for the peak (tracing slows it down, so it is not timed).
+        tracemalloc.start()
+        merge_scan(outdir, plots=plots)
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+        s = result.summary
+        print(f"scan: {s['pixels']['scanned']} pixels {s['pixels']['by_nside']} -> {s['map_pixels']['total']} map pixels")
+        print(f"products: {', '.join(s['products'].values())} (flat nside {s['flat_nside']})")
+        print(f"imports: {t_import:.2f} s")
+        for i, t in enumerate(times):
+            print(f"merge {i + 1}: {t:.2f} s")
+        print(f"peak of Python allocations during a merge (tracemalloc): {peak_mb:.0f} MB")
+        print(f"max RSS of the process: {rss_mb:.0f} MB")
+        worst = max(times)
+        ok = worst <= TARGET_SECONDS and max(peak_mb, rss_mb) <= TARGET_MB
+        print(f"slowest merge {worst:.2f} s (+{t_import:.2f} s of imports once per process)")
+        print(f"target <= {TARGET_SECONDS:g} s and <= {TARGET_MB:g} MB: {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""GCN drafts: the circular's formatted lines and placeholders, the template override, and the notice fields."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from skyscan.containment import Region
+from skyscan.errors import InputError
+from skyscan.gcn import event_name, load_template, notice, render_circular, rounded_time
+from skyscan.skymapio import BestFit, SkymapMeta
+
+
+def _region(level: float, area: float, ra: tuple[float, float], dec: tuple[float, float], ok: bool = True) -> Region:
+    return Region(level, area, ra[0], ra[1], dec[0], dec[1], 100, 1, not ok, ok, "" if ok else "pole note")
+
+
+@pytest.fixture
+def meta() -> SkymapMeta:
+    return SkymapMeta(
+        run_id=138632,
+        event_id=31747601,
+        event_time=datetime(2026, 3, 4, 5, 22, 26, 154574, tzinfo=timezone.utc),
+        stream="gold",
+        best_fit=BestFit(32.5234, -9.0071, 101.0, 20.0, 1234.5, 512),
+        containment_method="calibrated",
+        regions={
+            "50": _region(22.2, 1.234, (0.31, 0.22), (0.18, 0.2)),
+            "90": _region(64.2, 4.567, (0.578, 0.401), (0.349, 0.301)),
+        },
+        config_yaml="containment: calibrated\n",
+        created=datetime(2026, 3, 4, 6, 0, tzinfo=timezone.utc),
+        software_version="1.2.3",
+        git_revision=None,
+        far_per_year=0.5524,
+        signalness=0.61,
+        energy_gev=1.27e5,
+    )
+
+
+def test_circular_lines(meta: SkymapMeta) -> None:
+    text = render_circular(meta)
+    lines = text.splitlines()
+    assert "SUBJECT: IceCube-260304A - IceCube observation of a high-energy neutrino candidate track-like event" in lines
+    assert "RA: 32.52 (+0.58, -0.40 deg 90% PSF containment) J2000" in lines
+    assert "Dec: -9.01 (+0.35, -0.30 deg 90% PSF containment) J2000" in lines
+    assert "Time: 05:22:26.15 UT" in lines
+    assert "Date: 2026-03-04" in lines
+    assert "On 2026/03/04 at 05:22:26.15 UT" in text
+    assert "Gold alert stream" in text and "50%" in text
+    assert "0.552 events per year" in text
+    assert "4.57 square degrees" in text
+    assert not any(line.startswith("#") for line in lines)  # template comments are dropped
+    assert not any(line != line.rstrip() for line in lines)
+
+
+def test_circular_placeholders(meta: SkymapMeta) -> None:
+    text = render_circular(meta)
+    todos = re.findall(r"\[\[TODO: [^\]]+\]\]", text)
+    assert any("letter" in t and "'A'" in t and "IceCube-260304A" in t for t in todos)
+    assert any("catalog" in t.lower() for t in todos)
+    assert "calibrated" not in " ".join(todos)  # calibrated levels need no warning
+    wilks = render_circular(replace(meta, containment_method="wilks"))
+    assert any("wilks" in t for t in re.findall(r"\[\[TODO: [^\]]+\]\]", wilks))
+    pole = dict(meta.regions)
+    pole["90"] = _region(64.2, 50.0, (180.0, 180.0), (3.0, 10.0), ok=False)
+    assert "RA errors are not meaningful" in render_circular(replace(meta, regions=pole))
+    assert "SIMULATED" in render_circular(replace(meta, truth_radec=(1.0, 2.0)))
+
+
+def test_circular_unknowns(meta: SkymapMeta) -> None:
+    text = render_circular(replace(meta, event_time=None, stream=None, far_per_year=None))
+    assert "IceCube-YYMMDDA" in text
+    assert "Time: [[TODO: HH:MM:SS.SS]] UT" in text
+    assert "[[TODO: alert stream" in text
+    assert "false-alarm" not in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+    bronze = render_circular(replace(meta, stream="Bronze"))
+    assert "Bronze alert stream" in bronze and "30%" in bronze
+    other = render_circular(replace(meta, stream="hese"))
+    assert "hese alert stream" in other and "[[TODO: the purity of the hese stream]]" in other
+
+
+@pytest.mark.parametrize(
+    ("when", "expect"),
+    [
+        (datetime(2026, 3, 4, 5, 22, 26, 154999, tzinfo=timezone.utc), "05:22:26.15"),
+        (datetime(2026, 3, 4, 5, 22, 26, 155000, tzinfo=timezone.utc), "05:22:26.16"),
+        (datetime(2026, 12, 31, 23, 59, 59, 996000, tzinfo=timezone.utc), "00:00:00.00"),
+    ],
+)
+def test_time_rounding(when: datetime, expect: str) -> None:
+    t = rounded_time(when)
+    assert t.strftime("%H:%M:%S.") + f"{t.microsecond // 10000:02d}" == expect
+
+
+def test_event_name_follows_the_rounded_date() -> None:
+    assert event_name(datetime(2026, 12, 31, 23, 59, 59, 996000, tzinfo=timezone.utc)) == "IceCube-270101A"
+    assert event_name(None) == "IceCube-YYMMDDA"
+
+
+def test_template_override(tmp_path: Path, meta: SkymapMeta) -> None:
+    path = tmp_path / "mine.txt"
+    path.write_text("# comment\n$event_name costs $$5 at $time_ut\n$ra_line_50\n")
+    text = render_circular(meta, load_template(path))
+    assert text == "IceCube-260304A costs $5 at 05:22:26.15\n32.52 (+0.31, -0.22 deg 50% PSF containment) J2000\n"
+    path.write_text("$event_name $colour\n")
+    with pytest.raises(InputError, match=r"\$colour"):
+        render_circular(meta, load_template(path), source=str(path))
+    path.write_text("costs $5\n")
+    with pytest.raises(InputError, match=r"\$\$"):
+        render_circular(meta, load_template(path))
+    with pytest.raises(InputError, match="no such circular template"):
+        load_template(tmp_path / "absent.txt")
+
+
+def test_packaged_template_is_the_default(meta: SkymapMeta) -> None:
+    template = load_template()
+    assert "${ra_line}" in template
+    assert render_circular(meta) == render_circular(meta, template)
+
+
+def test_notice_fields(meta: SkymapMeta) -> None:
+    doc = notice(meta)
+    schema_fields = {
+        "$schema", "mission", "instrument", "messenger", "event_name", "id", "alert_datetime", "alert_type",
+        "alert_tense", "analysis_pipeline", "alert_topology", "number_of_events", "ra", "dec", "ra_dec_error",
+        "containment_probability", "systematic_included", "trigger_time", "far", "p_astro", "nu_energy",
+        "additional_info",
+    }
+    assert set(doc) <= schema_fields
+    assert doc["$schema"].endswith("gold_bronze_track_alerts.schema.json")
+    assert doc["id"] == ["138632_31747601"]
+    assert doc["event_name"] == ["IceCube-260304A"]
+    assert (doc["ra"], doc["dec"]) == (32.5234, -9.0071)
+    # One error radius: a circle with the 90% area.
+    assert math.pi * doc["ra_dec_error"] ** 2 == pytest.approx(4.567, rel=1e-3)
+    assert doc["containment_probability"] == 0.9
+    assert doc["systematic_included"] is True
+    assert doc["trigger_time"] == "2026-03-04T05:22:26.154574Z"
+    assert doc["far"] == pytest.approx(0.5524 / (365.25 * 86400))
+    assert doc["p_astro"] == 0.61 and doc["nu_energy"] == pytest.approx(127.0)
+    assert doc["analysis_pipeline"] == "IceCube Gold Track alert"
+    assert doc["alert_type"] == "update" and doc["alert_tense"] == "current"
+    assert "1.2.3" in doc["additional_info"]
+
+
+def test_notice_leaves_unknowns_out(meta: SkymapMeta) -> None:
+    doc = notice(replace(meta, event_time=None, far_per_year=None, signalness=None, energy_gev=None, stream=None,
+                         truth_radec=(0.0, 0.0), containment_method="wilks"))
+    for key in ("trigger_time", "far", "p_astro", "nu_energy", "analysis_pipeline"):
+        assert key not in doc
+    assert doc["systematic_included"] is False
+    assert doc["alert_type"] == "test"  # a simulation
