@@ -71,7 +71,7 @@ cli.add_command(cli_reco.coords)
 geometry.add_command(cli_reco.geometry_export)
 node.add_command(cli_reco.node_scan)
 
-from skyscan import cli_graph, cli_merge, cli_run  # noqa: E402
+from skyscan import cli_graph, cli_merge, cli_run, cli_watch  # noqa: E402
 
 cli.add_command(cli_run.run)
 cli.add_command(cli_graph.submit)
@@ -81,6 +81,10 @@ node.add_command(cli_graph.node_plan)
 node.add_command(cli_graph.node_final)
 cli.add_command(cli_merge.merge)
 node.add_command(cli_merge.node_merge)
+cli.add_command(cli_watch.watch)
+cli.add_command(cli_watch.catalog)
+cli.add_command(cli_watch.cancel)
+cli.add_command(cli_watch.rescan)
 
 
 def main() -> None:
