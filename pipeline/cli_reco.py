@@ -15,7 +15,12 @@ from skyscan.errors import InputError
 
 @click.command()
 @click.option(
-    "-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="Event file to write (JSON)."
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(),
+    required=True,
+    help="Event file to write (JSON); with --count, the directory to write the events into.",
 )
 @click.option("--preset", type=click.Choice(["benchmark"]), help="A fixed standard event (ignores the track options).")
 @click.option("--zenith", type=float, default=120.0, show_default=True, help="Zenith (deg) the muon comes from.")
@@ -31,11 +36,36 @@ from skyscan.errors import InputError
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same event).")
 @click.option("--run-id", type=int, default=1, show_default=True)
-@click.option("--event-id", type=int, default=1, show_default=True)
-@click.option("--event-time", default="2026-01-01T00:00:00Z", show_default=True, help="Event time, ISO 8601 UTC.")
+@click.option("--event-id", type=int, default=1, show_default=True, help="Event id (with --count: the first one).")
+@click.option(
+    "--event-time",
+    default="2026-01-01T00:00:00Z",
+    show_default=True,
+    help="Event time, ISO 8601 UTC (with --count: the earliest).",
+)
 @click.option("--stream", default="gold", show_default=True, help="Alert stream name recorded in the event.")
 @click.option("--geometry", "geometry_arg", help="Geometry CSV (default: built-in ic86).")
+@click.option("--count", type=int, help="Simulate N events with a spread of energies, directions, vertices and times.")
+@click.option(
+    "--energy-range",
+    nargs=2,
+    type=float,
+    help="With --count: energies log-uniform between MIN and MAX GeV  [default: 1e4 1e6].",
+)
+@click.option(
+    "--directions",
+    type=click.Choice(["isotropic", "upgoing"]),
+    help="With --count: isotropic, or up-going only (zenith > 90 deg)  [default: isotropic].",
+)
+@click.option(
+    "--time-span",
+    "time_span_days",
+    type=float,
+    help="With --count: days the event times spread over  [default: 365.25].",
+)
+@click.pass_context
 def simulate(
+    ctx: click.Context,
     output: str,
     preset: str | None,
     zenith: float,
@@ -51,18 +81,40 @@ def simulate(
     event_time: str,
     stream: str,
     geometry_arg: str | None,
+    count: int | None,
+    energy_range: tuple[float, float] | None,
+    directions: str | None,
+    time_span_days: float | None,
 ) -> None:
     """Simulate a muon-track event and write it as a skyscan-event/1 file with its truth.
+
+    With --count N, simulate N events (seeded, deterministic: event i depends only on --seed and i)
+    into the directory given with -o, as run<RUN>-evt<EVENT>.json with distinct event ids, plus
+    truth.csv (run_id, event_id, ra, dec, ...: usable as `skyscan campaign report --reference`).
 
     \b
     Examples:
       skyscan simulate --preset benchmark -o benchmark.json
       skyscan simulate --zenith 100 --azimuth 40 --energy 3e5 --seed 7 -o ev.json
+      skyscan simulate --count 30 --energy-range 1e5 1e7 --directions upgoing --seed 3 -o events/
     """
     from skyscan.reco.event import event_to_dict, parse_time
     from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, TrackSpec, benchmark_spec, simulate_track
     from skyscan.scannode import load_geometry
 
+    batch_only = {"--energy-range": energy_range, "--directions": directions, "--time-span": time_span_days}
+    if count is None:
+        given = [name for name, value in batch_only.items() if value is not None]
+        if given:
+            raise InputError(f"{given[0]}: goes with --count")
+        if Path(output).is_dir():
+            raise InputError(f"-o/--output: {output} is a directory (a directory is for --count)")
+    else:
+        _simulate_count(
+            ctx, output, count, energy_range, directions, time_span_days, time_ns, starting, noise_rate_hz, seed,
+            run_id, event_id, event_time, stream, geometry_arg,
+        )  # fmt: skip
+        return
     geo = load_geometry(geometry_arg)
     if preset == "benchmark":
         spec = benchmark_spec()
@@ -96,6 +148,107 @@ def simulate(
     click.echo(
         f"wrote {output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses on {n_doms} DOMs, "
         f"{float(event.pulses.charge.sum()):.0f} pe; truth zenith {truth.zenith_deg:.2f} azimuth {truth.azimuth_deg:.2f} deg"
+    )
+
+
+_NOT_WITH_COUNT = (
+    ("preset", "--preset"),
+    ("zenith", "--zenith"),
+    ("azimuth", "--azimuth"),
+    ("energy_gev", "--energy"),
+    ("vertex", "--vertex"),
+)
+
+
+def _simulate_count(
+    ctx: click.Context,
+    output: str,
+    count: int,
+    energy_range: tuple[float, float] | None,
+    directions: str | None,
+    time_span_days: float | None,
+    time_ns: float,
+    starting: bool,
+    noise_rate_hz: float,
+    seed: int,
+    run_id: int,
+    event_id: int,
+    event_time: str,
+    stream: str,
+    geometry_arg: str | None,
+) -> None:
+    """`simulate --count N -o DIR`: a seeded batch of events (skyscan.reco.simbatch) and its truth table."""
+    import csv
+    import io
+
+    from skyscan.reco.event import event_to_dict, parse_time
+    from skyscan.reco.simbatch import BatchSpec, iter_batch, truth_radec_deg
+    from skyscan.scannode import load_geometry
+
+    for param, flag in _NOT_WITH_COUNT:
+        source = ctx.get_parameter_source(param)
+        if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
+            raise InputError(f"{flag}: not with --count (each event's parameters are drawn; see --help)")
+    if count < 1:
+        raise InputError(f"--count: must be at least 1, got {count}")
+    lo, hi = energy_range if energy_range is not None else (1e4, 1e6)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi < lo:
+        raise InputError(f"--energy-range: need 0 < MIN <= MAX (GeV), got {lo:g} {hi:g}")
+    span = 365.25 if time_span_days is None else time_span_days
+    if not math.isfinite(span) or span < 0:
+        raise InputError(f"--time-span: must be a finite number of days >= 0, got {span:g}")
+    if not math.isfinite(noise_rate_hz) or noise_rate_hz < 0:
+        raise InputError("--noise-rate: must be finite and non-negative")
+    if not math.isfinite(time_ns):
+        raise InputError("--time-ns: must be finite")
+    if run_id < 0 or event_id < 0:
+        raise InputError("--run-id and --event-id must be >= 0")
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0 with --count, got {seed}")
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"-o/--output: {output} exists and is not a directory (--count writes a directory)")
+    batch = BatchSpec(
+        count=count,
+        seed=seed,
+        energy_range_gev=(lo, hi),
+        directions=directions or "isotropic",
+        run_id=run_id,
+        first_event_id=event_id,
+        start_time=parse_time(event_time, "--event-time"),
+        time_span_days=span,
+        noise_rate_hz=noise_rate_hz,
+        time_ns=time_ns,
+        starting=starting,
+        stream=stream,
+    )
+    batch.validate()
+    geo = load_geometry(geometry_arg)
+    from skyscan import iers_cache
+
+    iers_cache.install()  # the truth table converts every direction to RA/Dec
+    folder.mkdir(parents=True, exist_ok=True)
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["run_id", "event_id", "ra", "dec", "zenith_deg", "azimuth_deg", "energy_gev", "time", "file"])
+    step = max(1, count // 10)
+    for item in iter_batch(batch, geo):
+        ev, truth = item.event, item.truth
+        name = f"run{ev.run_id}-evt{ev.event_id}.json"
+        write_json(folder / name, event_to_dict(ev, truth), indent=None)
+        ra, dec = truth_radec_deg(ev, truth)
+        writer.writerow(
+            [ev.run_id, ev.event_id, f"{ra:.6f}", f"{dec:.6f}", f"{truth.zenith_deg:.6f}", f"{truth.azimuth_deg:.6f}",
+             f"{truth.energy_gev:.6g}", ev.time_iso, name]
+        )  # fmt: skip
+        done = item.index + 1
+        if count >= 20 and (done % step == 0 or done == count):
+            click.echo(f"simulated {done}/{count} events", err=True)
+    write_text(folder / "truth.csv", table.getvalue())
+    last = event_id + count - 1
+    click.echo(
+        f"wrote {count} events to {output}: run {run_id}, event ids {event_id}..{last}, energies {lo:g}..{hi:g} "
+        f"GeV log-uniform, {batch.directions} directions, seed {seed}; truth table {folder / 'truth.csv'}"
     )
 
 

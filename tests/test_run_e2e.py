@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -86,6 +87,9 @@ def test_run_produces_every_stage_and_product(event_and_truth: tuple[Path, float
     for stage, nside in ((0, 8), (1, 16), (2, 32)):
         files = sorted((out / f"stage{stage}").glob("scan-*.h5"))
         assert files, f"no results for stage {stage}"
+        for path in files:
+            with h5py.File(path, "r") as f:
+                assert int(f["nside"][()]) == nside
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pixels"]["by_nside"] == {"8": 768, "16": 16, "32": 16}
     assert summary["pixels"]["failed"] == 0
