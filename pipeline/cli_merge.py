@@ -78,6 +78,7 @@ def merge(
       skyscan merge scan/ --containment calibrated
       skyscan merge --import-npz run00138632.evt000031747601.npz -o imported/
     """
+    from skyscan import iers_cache
     from skyscan.merge import merge_npz, merge_scan
 
     plots = False if no_plots else None
@@ -87,6 +88,7 @@ def merge(
         target = output or outdir
         if target is None:
             raise InputError("--import-npz needs an output directory (-o OUTDIR)")
+        iers_cache.install()
         result = merge_npz(
             npz, target, containment, _event_time(event_time), circular_template=circular_template, plots=plots
         )
@@ -97,6 +99,7 @@ def merge(
             raise InputError("--event-time goes with --import-npz (a scan's event.json has the time)")
         if outdir is None:
             raise InputError("missing OUTDIR (the scan directory), or use --import-npz FILE -o OUTDIR")
+        iers_cache.install()
         result = merge_scan(outdir, containment, circular_template=circular_template, plots=plots)
     _report(result)
 
@@ -109,8 +112,10 @@ def node_merge(outdir: str) -> None:
     Settings come from OUTDIR/config.yaml (containment:, merge:). Exit 0 on success, 2 if a result file
     is missing or corrupt, 1 otherwise.
     """
+    from skyscan import iers_cache
     from skyscan.merge import merge_scan
 
+    iers_cache.install()
     _report(merge_scan(outdir))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyscan.errors import InputError, SkyscanError
+from skyscan.reco.healpix import nest_to_ang
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -37,15 +38,22 @@ class BestFit:
     llh: float
 
     def vector(self) -> FloatArray:
-        import healpy as hp  # imported here: costly, and prepare does not need it
-
-        return np.asarray(hp.pix2vec(self.nside, self.ipix, nest=True), dtype=np.float64)
+        return _pix2vec(self.nside, np.array([self.ipix]))[:, 0]
 
     def radec_deg(self) -> tuple[float, float]:
-        import healpy as hp  # imported here: costly, and prepare does not need it
+        theta, phi = nest_to_ang(self.nside, np.array([self.ipix]))
+        return float(np.degrees(phi[0])) % 360.0, 90.0 - float(np.degrees(theta[0]))
 
-        theta, phi = hp.pix2ang(self.nside, self.ipix, nest=True)
-        return float(np.degrees(phi)) % 360.0, 90.0 - float(np.degrees(theta))
+
+def _pix2vec(nside: int, ipix: IntArray) -> FloatArray:
+    """Unit vectors (3, N) of NESTED pixel centres, without importing healpy (slow to import)."""
+    theta, phi = nest_to_ang(nside, ipix)
+    sin_t = np.sin(theta)
+    return np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), np.cos(theta)])
+
+
+#: Up to this many pixels, nearest_pixels ranks every pixel centre instead of querying a disc.
+BRUTE_FORCE_NPIX = 12 * 256 * 256
 
 
 def check_nside(nside: int) -> None:
@@ -106,23 +114,23 @@ def children(nside_from: int, ipix: npt.ArrayLike, nside_to: int) -> IntArray:
 
 def _by_distance(nside: int, ipix: IntArray, centre: FloatArray) -> IntArray:
     """``ipix`` ordered by the angle between their centres and ``centre``, ties by index."""
-    import healpy as hp  # imported here: costly, and prepare does not need it
-
     if ipix.size == 0:
         return ipix
-    vec = np.asarray(hp.pix2vec(nside, ipix, nest=True), dtype=np.float64)
+    vec = _pix2vec(nside, ipix)
     cos = np.clip(centre @ vec, -1.0, 1.0)
     return ipix[np.lexsort((ipix, -cos))]
 
 
 def nearest_pixels(nside: int, centre: FloatArray, n: int) -> IntArray:
     """The ``n`` pixels at ``nside`` whose centres are nearest the unit vector ``centre`` (sorted by index)."""
-    import healpy as hp  # imported here: costly, and prepare does not need it
-
     check_nside(nside)
     npix = 12 * nside * nside
     if n < 1 or n > npix:
         raise InputError(f"cannot pick {n} of the {npix} pixels at nside {nside}")
+    if npix <= BRUTE_FORCE_NPIX:  # every centre: exact, and no healpy import for the usual stages
+        return np.sort(_by_distance(nside, np.arange(npix, dtype=np.int64), centre)[:n])
+    import healpy as hp  # imported here: costly, and only the finest stages need it
+
     radius = max(2.0 * np.sqrt(n * hp.nside2pixarea(nside) / np.pi), hp.nside2resol(nside))
     while True:
         radius = min(radius, np.pi)
