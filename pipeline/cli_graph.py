@@ -83,6 +83,11 @@ def status(outdir: str, as_json: bool) -> None:
 
     Works for both backends (HTCondor's node status files, the local executor's run-state files) and
     shows the end state once the FINAL node has run.
+
+    \b
+    Examples:
+      skyscan status scan/
+      skyscan status scan/ --json
     """
     from skyscan.status import format_status, scan_status
 
@@ -97,7 +102,12 @@ def status(outdir: str, as_json: bool) -> None:
 @click.argument("event")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The scan directory.")
 def node_prepare(event: str, outdir: str) -> None:
-    """Validate EVENT, compute the first guess (prepare.json) and write the stage-0 batch files."""
+    """Validate EVENT, compute the first guess (prepare.json) and write the stage-0 batch files.
+
+    \b
+    Example (the DAG's prepare node, run inside the scan directory):
+      skyscan node prepare event.json --outdir .
+    """
     from skyscan.scangraph import prepare_scan
 
     doc = prepare_scan(event, outdir)
@@ -117,6 +127,10 @@ def node_plan(ctx: click.Context, outdir: str, stage: int) -> None:
 
     Exit 100 (DAGMan's PRE_SKIP code here) when nothing is left to refine; 1 if a result file is missing
     or corrupt (the message names it).
+
+    \b
+    Example (the PRE script of node stage1):
+      skyscan node plan . --stage 1
     """
     from skyscan.scangraph import PRE_SKIP_CODE, plan_stage
 
@@ -136,6 +150,11 @@ def node_final(ctx: click.Context, outdir: str, dag_status: int | None, failed_c
     """Record how the DAG ended in end_state.json (FINAL node's PRE script); without options, show it.
 
     Exits 1 when the scan failed: DAGMan takes the FINAL node's result as the whole DAG's result.
+
+    \b
+    Examples:
+      skyscan node final . --dag-status 0 --failed-count 0
+      skyscan node final scan/
     """
     from skyscan.scangraph import read_end_state, write_end_state
 

@@ -111,6 +111,10 @@ def node_merge(outdir: str) -> None:
 
     Settings come from OUTDIR/config.yaml (containment:, merge:). Exit 0 on success, 2 if a result file
     is missing or corrupt, 1 otherwise.
+
+    \b
+    Example (the DAG's merge node, run inside the scan directory):
+      skyscan node merge .
     """
     from skyscan import iers_cache
     from skyscan.merge import merge_scan
