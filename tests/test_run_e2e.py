@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
+import healpy as hp
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -29,6 +30,7 @@ from skyscan.reco.geometry import ic86
 from skyscan.reco.simulate import TrackSpec, simulate_track
 from skyscan.scanconfig import load_config, load_site
 from skyscan.scangraph import write_scan
+from skyscan.skymapio import read_skymap_h5
 from skyscan.status import scan_status
 
 WHEN = datetime(2026, 4, 2, 22, 10, 5, 250_000, tzinfo=timezone.utc)
@@ -39,6 +41,7 @@ scan:
     - {nside: 8, pixels_per_job: 256}
     - {nside: 16, refine: 4, pixels_per_job: 64}
     - {nside: 32, refine: 4, pixels_per_job: 64}
+    - {nside: 128, refine: 4, pixels_per_job: 64}
 reco: {max_iterations: 60}
 merge: {flat_nside: 32}
 """
@@ -84,14 +87,14 @@ def test_run_produces_every_stage_and_product(event_and_truth: tuple[Path, float
     result = CliRunner().invoke(cli, ["run", str(event), "-o", str(out), "--config", str(_config(tmp_path, FAST)), "--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert "scan done" in result.output
-    for stage, nside in ((0, 8), (1, 16), (2, 32)):
+    for stage, nside in ((0, 8), (1, 16), (2, 32), (3, 128)):
         files = sorted((out / f"stage{stage}").glob("scan-*.h5"))
         assert files, f"no results for stage {stage}"
         for path in files:
             with h5py.File(path, "r") as f:
                 assert int(f["nside"][()]) == nside
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["pixels"]["by_nside"] == {"8": 768, "16": 16, "32": 16}
+    assert summary["pixels"]["by_nside"] == {"8": 768, "16": 16, "32": 16, "128": 64}
     assert summary["pixels"]["failed"] == 0
     for name in ("skymap.h5", "skymap.multiorder.fits", "circular.txt", "notice.json", "plots/skymap-zoom.png", "end_state.json"):
         assert (out / name).is_file(), name
@@ -99,7 +102,15 @@ def test_run_produces_every_stage_and_product(event_and_truth: tuple[Path, float
     best = summary["best_fit"]
     offset = math.degrees(float(coords.angular_distance(
         math.radians(best["ra_deg"]), math.radians(best["dec_deg"]), math.radians(ra_true), math.radians(dec_true))))
-    assert offset < 3.0, offset  # nside 32 pixels are ~1.8 deg across
+    assert offset < 1.0, offset  # nside 128 pixels are ~0.46 deg across
+    # the truth lies inside the 90% region of the multi-order map
+    sky = read_skymap_h5(out / "skymap.h5")
+    theta, phi = math.radians(90.0 - dec_true), math.radians(ra_true)
+    fine = int(hp.ang2pix(8192, theta, phi, nest=True))
+    row = int(sky.map.locate(8192, [fine])[0])
+    assert row >= 0
+    level90 = summary["containment"]["90"]["level_2dllh"]
+    assert sky.map.dllh2[row] <= level90, (sky.map.dllh2[row], level90)
     status = scan_status(out).as_json()
     assert status["state"] == "done" and status["backend"] == "local"
 
