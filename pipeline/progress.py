@@ -83,11 +83,11 @@ class ScanProgress(BaseObserver):
         info = self._stage_of(dict(event.vars))
         with self.lock:
             if info is None:
-                if not self.live and event.state in ("done", "failed", "skipped"):
-                    self._print(format_node_event(event))
-                elif self.live and event.state == "failed":
+                if event.state in ("done", "failed", "skipped"):
                     self._finish_line()
                     self._print(format_node_event(event))
+                elif self.live and event.state == "running" and event.depth == 0 and not event.node.startswith("stage"):
+                    self._print(f"{event.node} running ...")
                 return
             stage, _, npix = info
             sp = self.stages.setdefault(stage, StageProgress(stage=stage))
