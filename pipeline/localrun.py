@@ -51,7 +51,7 @@ def run_scan(
     """Write (or reuse) the scan directory and run its DAG to the end, resuming what was done."""
     out = stream or sys.stderr
     site = load_site("local")
-    paths = write_scan(event_path, outdir, config, site)
+    paths = write_scan(Path(event_path), Path(outdir), config, site)
     # DAGMan gets these through its own environment; the PRE scripts (plan, final) rely on them.
     os.environ.update(submit_environment(site))
     show_live = out.isatty() if live is None else live

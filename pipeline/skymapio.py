@@ -269,9 +269,13 @@ def read_skymap_h5(path: str | os.PathLike[str]) -> SkymapFile:
                 raise InputError(f"{p}: not a {SKYMAP_SCHEMA} file (schema {attrs.get('schema')!r})")
             g = f["multiorder"]
             m = MultiOrderMap(
-                g["uniq"][()],
-                *(g[name][()] for name in _MAP_FIELDS),
-                g["status"][()],
+                uniq=g["uniq"][()],
+                llh=g["llh"][()],
+                x=g["x"][()],
+                y=g["y"][()],
+                z=g["z"][()],
+                t=g["t"][()],
+                status=g["status"][()],
             )
             dens = np.asarray(g["probdensity"][()], dtype=np.float64)
             stages: dict[str, StageRecord] = {}

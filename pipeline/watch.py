@@ -250,7 +250,7 @@ def scan_status(outdir: str | os.PathLike[str]) -> dict[str, Any]:
     from skyscan.status import scan_status as library_status
 
     try:
-        return dict(library_status(outdir).as_json())
+        return dict(library_status(Path(outdir)).as_json())
     except InputError as exc:
         return {"schema": "skyscan-status/1", "outdir": str(outdir), "backend": "unknown", "state": "not-started",
                 "stages": [], "failed_nodes": [], "end_state": None, "updated": None, "note": str(exc)}
