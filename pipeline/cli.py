@@ -71,7 +71,7 @@ cli.add_command(cli_reco.coords)
 geometry.add_command(cli_reco.geometry_export)
 node.add_command(cli_reco.node_scan)
 
-from skyscan import cli_graph, cli_merge, cli_run, cli_watch  # noqa: E402
+from skyscan import cli_campaign, cli_graph, cli_merge, cli_run, cli_watch  # noqa: E402
 
 cli.add_command(cli_run.run)
 cli.add_command(cli_graph.submit)
@@ -85,6 +85,7 @@ cli.add_command(cli_watch.watch)
 cli.add_command(cli_watch.catalog)
 cli.add_command(cli_watch.cancel)
 cli.add_command(cli_watch.rescan)
+cli.add_command(cli_campaign.campaign)
 
 
 def main() -> None:
