@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from skyscan.atomic import write_json, write_text
+from skyscan.dagrun import pid_alive
 from skyscan.errors import InputError, SkyscanError
 from skyscan.scanconfig import ScanConfig, SiteProfile, load_config, load_site
 from skyscan.scangraph import END_STATE, TOP_DAG, read_end_state
@@ -657,20 +658,6 @@ def local_wall_seconds(runstate: dict[str, Any] | None, running: bool) -> float 
     return None if end is None else max(0.0, end - min(starts))
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def _stage_label(st: Any) -> str:
     """Where a scan stands, from its skyscan-status/1 stages and end state."""
     for s in st.stages:
@@ -692,7 +679,7 @@ def event_status(folder: Path, entry: EventEntry) -> EventStatus:
 
     runstate = _read_json(folder / f"{TOP_DAG}.runstate.json")
     end = read_end_state(folder)
-    alive = runstate is not None and runstate.get("finished") is None and _pid_alive(runstate.get("pid"))
+    alive = runstate is not None and runstate.get("finished") is None and pid_alive(runstate.get("pid"))
     summary = _read_json(folder / "summary.json")
     wall = local_wall_seconds(runstate, alive)
     if wall is None:
@@ -754,7 +741,7 @@ def campaign_status(campdir: str | os.PathLike[str]) -> CampaignStatus:
     counts["events"] = len(rows)
 
     top = _read_json(folder / f"{CAMPAIGN_DAG}.runstate.json")
-    runner_alive = top is not None and top.get("finished") is None and _pid_alive(top.get("pid"))
+    runner_alive = top is not None and top.get("finished") is None and pid_alive(top.get("pid"))
     jobstate = folder / f"{CAMPAIGN_DAG}.jobstate.log"
     condor_running = False
     if jobstate.is_file():

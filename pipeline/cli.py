@@ -5,41 +5,13 @@ Exit codes: 0 success, 2 bad input (one line naming the problem), 1 anything els
 
 from __future__ import annotations
 
-import os
-import traceback
-from typing import Any
-
 import click
 
-from skyscan.errors import InputError, SkyscanError
+from skyscan.clicore import ErrorHandlingGroup
 from skyscan.version import __version__
 
 
-class _Group(click.Group):
-    """A group that turns known errors into one line and an exit code, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            click.echo(f"skyscan: error: {exc}", err=True)
-            ctx.exit(2)
-        except SkyscanError as exc:
-            click.echo(f"skyscan: error: {exc}", err=True)
-            ctx.exit(1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if os.environ.get("SKYSCAN_DEBUG"):
-                traceback.print_exc()
-            click.echo(
-                f"skyscan: internal error: {exc.__class__.__name__}: {exc} (set SKYSCAN_DEBUG=1 for details)",
-                err=True,
-            )
-            ctx.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="skyscan")
 def cli() -> None:
     """Localise a neutrino alert on the sky with HEALPix scans run as an HTCondor DAGMan graph.
@@ -52,12 +24,12 @@ def cli() -> None:
     """
 
 
-@cli.group(cls=_Group)
+@cli.group(cls=ErrorHandlingGroup)
 def node() -> None:
     """Commands that the nodes of a scan graph run (normally called by DAGMan or `skyscan run`)."""
 
 
-@cli.group(cls=_Group)
+@cli.group(cls=ErrorHandlingGroup)
 def geometry() -> None:
     """Inspect and export detector geometries."""
 

@@ -10,38 +10,14 @@ import json
 import os
 import sys
 import time
-import traceback
 from typing import Any
 
 import click
 
-from skyscan.errors import InputError, SkyscanError
+from skyscan.clicore import ErrorHandlingGroup
 
 
-class _Group(click.Group):
-    """Known errors become one line and an exit code (2 bad input, 1 other), as for every skyscan command."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            click.echo(f"skyscan: error: {exc}", err=True)
-            ctx.exit(2)
-        except SkyscanError as exc:
-            click.echo(f"skyscan: error: {exc}", err=True)
-            ctx.exit(1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if os.environ.get("SKYSCAN_DEBUG"):
-                traceback.print_exc()
-            click.echo(
-                f"skyscan: internal error: {exc.__class__.__name__}: {exc} (set SKYSCAN_DEBUG=1 for details)", err=True
-            )
-            ctx.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def campaign() -> None:
     """Offline reprocessing: scan many events as one campaign, then report on all of them.
 

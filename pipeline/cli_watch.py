@@ -170,9 +170,9 @@ def rescan(alert: str, scan_config: Path | None, db: Path | None, watch_config: 
 
 def standalone_group() -> click.Group:
     """The four commands in a group of their own, with the main CLI's one-line error handling."""
-    from skyscan.cli import _Group
+    from skyscan.clicore import ErrorHandlingGroup
 
-    @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
     def standalone() -> None:
         """skyscan watcher and catalog commands."""
 

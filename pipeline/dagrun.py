@@ -248,8 +248,9 @@ def read_runstate(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
+def pid_alive(pid: object) -> bool:
+    """True if a process with this id exists (an int > 0; anything else is not a live pid)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -593,7 +594,7 @@ class _DagRun:
                 self.notes.append(f"ignoring the run-state file: {exc}")
             else:
                 pid = doc.get("pid")
-                if doc.get("finished") is None and isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+                if doc.get("finished") is None and isinstance(pid, int) and pid != os.getpid() and pid_alive(pid):
                     raise SkyscanError(
                         f"{self.dag.path.name} is already being run by process {pid} "
                         f"(remove {self.state_path.name} if that is wrong)"

@@ -11,7 +11,6 @@ The DAG files give each node's pixel count (VARS npix); ``end_state.json`` the o
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -228,7 +227,7 @@ class _DagState:
 
 
 def _local_state(folder: Path, dag: str) -> _DagState | None:
-    from skyscan.dagrun import read_runstate
+    from skyscan.dagrun import pid_alive, read_runstate
 
     path = folder / f"{dag}.runstate.json"
     if not path.is_file():
@@ -242,23 +241,9 @@ def _local_state(folder: Path, dag: str) -> _DagState | None:
         state = info.get("state") if isinstance(info, dict) else None
         nodes[str(name)] = LOCAL_NODE_STATES.get(str(state), "waiting")
     finished = doc.get("finished")
-    running = finished is None and _pid_alive(doc.get("pid"))
+    running = finished is None and pid_alive(doc.get("pid"))
     status = doc.get("dag_status") if finished is not None else None
     return _DagState(nodes, running=running, status=status if isinstance(status, int) else None)
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _condor_state(folder: Path, dag: str) -> _DagState | None:
