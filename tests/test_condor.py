@@ -24,7 +24,6 @@ import pytest
 from click.testing import CliRunner
 
 from skyscan import condor, scangraph
-from skyscan.cli_graph import node_final, node_plan, node_prepare, status, submit
 from skyscan.errors import InputError
 from skyscan.scanconfig import ScanConfig, load_config, load_site, parse_site, site_names
 from skyscan.workflow import Workflow
@@ -70,22 +69,10 @@ def write_event(folder: Path, **changes: Any) -> Path:
 
 
 def make_cli() -> click.Group:
-    """The real `skyscan` group if it already has these commands, else one built the same way."""
-    from skyscan import cli as cli_module
+    """The real `skyscan` command tree."""
+    from skyscan.cli import cli
 
-    root: click.Group = cli_module.cli
-    node = root.commands.get("node")
-    if "submit" in root.commands and isinstance(node, click.Group) and "plan" in node.commands:
-        return root
-    group_cls = getattr(cli_module, "_Group", click.Group)
-    group = group_cls("skyscan")
-    nodes = group_cls("node")
-    group.add_command(nodes)
-    for command in (submit, status):
-        group.add_command(command)
-    for command in (node_prepare, node_plan, node_final):
-        nodes.add_command(command)
-    return group
+    return cli
 
 
 def check_golden(name: str, text: str) -> None:

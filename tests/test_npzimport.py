@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from skyscan.cli import _Group
-from skyscan.cli_merge import merge
+from skyscan.cli import cli
 from skyscan.errors import InputError
 from skyscan.merge import merge_npz
 from skyscan.npzimport import read_skyreader_npz, stream_of
@@ -198,8 +197,7 @@ def test_partial_files(tmp_path: Path) -> None:
 
 
 def test_cli_import(tmp_path: Path, input_error: Any) -> None:
-    root: Any = _Group("skyscan")
-    root.add_command(merge)
+    root: Any = cli
     runner = CliRunner()
     path = _write_npz(tmp_path / "scan.npz")
     out = tmp_path / "out"
