@@ -1,6 +1,6 @@
 """`skyscan campaign create|run|submit|status|report`: offline reprocessing of many events (docs/campaigns.md).
 
-``campaign`` is a click group the lead's ``skyscan.cli`` registers; ``python -m skyscan.cli_campaign`` runs it on
+``campaign`` is a click group that ``skyscan.cli`` registers; ``python -m skyscan.cli_campaign`` runs it on
 its own (the campaign's FINAL node does, through its ``skyscan-campaign`` wrapper).
 """
 

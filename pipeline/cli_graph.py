@@ -1,6 +1,6 @@
 """Commands that write, submit and follow a scan graph: ``submit``, ``status``, ``node prepare|plan|final``.
 
-The lead's ``skyscan.cli`` registers these click command objects; each is a thin wrapper around a library
+``skyscan.cli`` registers these click command objects; each is a thin wrapper around a library
 function (``skyscan.scangraph``, ``skyscan.condor``, ``skyscan.status``).
 """
 
