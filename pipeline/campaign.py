@@ -635,7 +635,8 @@ def _parse_iso(text: Any) -> float | None:
         return None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None if it is missing, unreadable or not an object."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -677,10 +678,10 @@ def event_status(folder: Path, entry: EventEntry) -> EventStatus:
     """State, stage, pixels and wall time of one event's scan directory."""
     from skyscan.status import scan_status
 
-    runstate = _read_json(folder / f"{TOP_DAG}.runstate.json")
+    runstate = read_json_object(folder / f"{TOP_DAG}.runstate.json")
     end = read_end_state(folder)
     alive = runstate is not None and runstate.get("finished") is None and pid_alive(runstate.get("pid"))
-    summary = _read_json(folder / "summary.json")
+    summary = read_json_object(folder / "summary.json")
     wall = local_wall_seconds(runstate, alive)
     if wall is None:
         wall = _condor_wall_seconds(folder)
@@ -740,7 +741,7 @@ def campaign_status(campdir: str | os.PathLike[str]) -> CampaignStatus:
     counts["rejected"] = len(rejected)
     counts["events"] = len(rows)
 
-    top = _read_json(folder / f"{CAMPAIGN_DAG}.runstate.json")
+    top = read_json_object(folder / f"{CAMPAIGN_DAG}.runstate.json")
     runner_alive = top is not None and top.get("finished") is None and pid_alive(top.get("pid"))
     jobstate = folder / f"{CAMPAIGN_DAG}.jobstate.log"
     condor_running = False

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from skyscan.campaign import (
     EventStatus,
     Manifest,
     event_status,
+    read_json_object,
     read_manifest,
 )
 from skyscan.errors import InputError
@@ -175,14 +175,6 @@ def read_references(path: str | os.PathLike[str]) -> dict[tuple[int, int], Refer
 # ---------------------------------------------------------------------------------------------------------------
 # Per-event rows
 # ---------------------------------------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -244,7 +236,7 @@ def _truth_reference(folder: Path, summary: Mapping[str, Any] | None) -> tuple[R
 
     Without a summary (the scan is not done) there is nothing to compare the truth with: it is not converted."""
     energy: float | None = None
-    event_doc = _read_json(folder / "event.json")
+    event_doc = read_json_object(folder / "event.json")
     if event_doc is not None:
         energy = _num(event_doc.get("energy_gev"))
     if summary is None:
@@ -286,7 +278,7 @@ def event_row(
     row["wall_seconds"] = st.wall_seconds
     row["failed_nodes"] = len(st.failed_nodes)
     notes = [f"failed nodes: {', '.join(st.failed_nodes)}"] if st.failed_nodes else []
-    summary = _read_json(folder / "summary.json") if st.state == "done" else None
+    summary = read_json_object(folder / "summary.json") if st.state == "done" else None
     if summary is not None:
         best = summary.get("best_fit") or {}
         row.update(
