@@ -213,3 +213,33 @@ def test_killed_run_resumes_without_redoing_finished_nodes(event_and_truth: tupl
         assert (out / "stage0" / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     assert len(list((out / "stage0").glob("scan-*.h5"))) == 6
     assert json.loads((out / "end_state.json").read_text())["state"] == "done"
+
+
+def test_ctrl_c_stops_within_seconds_and_leaves_nothing_half_written(
+    event_and_truth: tuple[Path, float, float], tmp_path: Path
+) -> None:
+    event = event_and_truth[0]
+    out = tmp_path / "scan"
+    config = _config(tmp_path, RESUME)
+    cmd = [sys.executable, "-m", "skyscan.cli", "run", str(event), "-o", str(out), "--config", str(config), "--jobs", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not list((out / "stage0").glob("scan-*.h5")):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-1000:]
+    assert stopped_after < 10.0
+    assert "resume" in err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    state = json.loads((out / "skyscan.dag.runstate.json").read_text())
+    # nothing is left marked as running: interrupted nodes go back to waiting and are redone on resume
+    assert {n["state"] for n in state["nodes"].values()} <= {"done", "waiting"}
+    assert state["dag_status"] is None
+    assert not (out / "summary.json").exists()
