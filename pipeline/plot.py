@@ -176,7 +176,7 @@ def _mollweide_x(ra_deg: npt.ArrayLike) -> FloatArray:
 
 def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, width: int = 1080) -> None:
     """Full-sky Mollweide view of 2*delta-llh with contours, best fit, RA/Dec grid and a titled legend."""
-    n_dec = max(180, width // 3)
+    n_dec = 180  # half-degree cells: the full-sky view shows where, the zoom shows the detail
     n_ra = 2 * n_dec
     # Cell edges in projection coordinates; samples at cell centres.
     lon_edges = np.linspace(-math.pi, math.pi, n_ra + 1)
