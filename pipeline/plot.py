@@ -168,6 +168,20 @@ def _contours(ax: Axes, x: FloatArray, y: FloatArray, layers: _Layers, transform
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _mesh(ax: Any, x_edges: FloatArray, y_edges: FloatArray, value: FloatArray) -> Any:
+    """The 2*delta-llh colour layer on cell edges (NaN cells left blank), as both projections draw it."""
+    return ax.pcolormesh(
+        x_edges,
+        y_edges,
+        np.ma.masked_invalid(np.clip(value, 0.0, VMAX)),
+        cmap=_cmap(),
+        vmin=0.0,
+        vmax=VMAX,
+        shading="flat",
+        rasterized=True,
+    )
+
+
 def _mollweide_x(ra_deg: npt.ArrayLike) -> FloatArray:
     """Mollweide longitude (radians) for RA: RA 0 at the centre, increasing to the left as on the sky."""
     ra = np.asarray(ra_deg, dtype=np.float64)
@@ -190,16 +204,7 @@ def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMet
 
     fig = plt.figure(figsize=(width / DPI, width / DPI * 0.6))
     ax = fig.add_axes((0.06, 0.2, 0.88, 0.72), projection="mollweide")
-    mesh = ax.pcolormesh(
-        lon_edges,
-        lat_edges,
-        np.ma.masked_invalid(np.clip(layers.value, 0.0, VMAX)),
-        cmap=_cmap(),
-        vmin=0.0,
-        vmax=VMAX,
-        shading="flat",
-        rasterized=True,
-    )
+    mesh = _mesh(ax, lon_edges, lat_edges, layers.value)
     _contours(ax, lon_g, lat_g, layers)
     bf = meta.best_fit
     ax.plot(_mollweide_x(bf.ra_deg), math.radians(bf.dec_deg), markersize=11, zorder=5, **BEST_STYLE)
@@ -357,16 +362,7 @@ def _plot_zoom_polar(path: str | os.PathLike[str], m: MultiOrderMap, meta: Skyma
 
     fig = plt.figure(figsize=(size / DPI, size / DPI))
     ax = cast(PolarAxes, fig.add_axes((0.08, 0.2, 0.68, 0.7), projection="polar"))
-    mesh = ax.pcolormesh(
-        t_edges,
-        r_edges,
-        np.ma.masked_invalid(np.clip(layers.value, 0.0, VMAX)),
-        cmap=_cmap(),
-        vmin=0.0,
-        vmax=VMAX,
-        shading="flat",
-        rasterized=True,
-    )
+    mesh = _mesh(ax, t_edges, r_edges, layers.value)
     # Repeat the first RA column after the last so that contours close across RA = 0.
     t_wrap = np.concatenate([t_g, t_g[:, :1] + 2 * math.pi], axis=1)
     r_wrap = np.concatenate([r_g, r_g[:, :1]], axis=1)
