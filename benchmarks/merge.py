@@ -30,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    from skyscan.merge import merge_scan, write_synthetic_scan
+    from skyscan.nodes.merge import merge_scan, write_synthetic_scan
 
     t_import = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:

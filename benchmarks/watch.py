@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from skyscan import catalog
+from skyscan.ops import catalog as catalog
+from skyscan.ops.watcher import LOCK_NAME, PID_NAME, launch_dir_of, load_config, run_watch
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simulate import TrackSpec, simulate_track
-from skyscan.watch import LOCK_NAME, PID_NAME, launch_dir_of, load_config, run_watch
 
 TARGET_SECONDS = 2.0
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

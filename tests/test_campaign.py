@@ -16,13 +16,13 @@ import htcondor2
 import pytest
 from click.testing import CliRunner
 
-from skyscan import campaign as cp
-from skyscan.cli_campaign import campaign as campaign_cli
+from skyscan.campaign import core as cp
+from skyscan.cli.campaign import campaign as campaign_cli
 from skyscan.errors import InputError, SkyscanError
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simbatch import BatchSpec, simulate_batch
-from skyscan.scanconfig import load_config, load_site
+from skyscan.settings.scan import load_config, load_site
 
 GOLDEN = Path(__file__).parent / "golden" / "campaign"
 PYTHON = "python3"  # a fixed interpreter name: written files must not depend on the machine
@@ -171,7 +171,7 @@ def test_campaign_dag_matches_the_golden_file(inputs: Path, tmp_path: Path, fast
 
 def test_campaign_dag_in_writer_chunks_equals_one_writer_call() -> None:
     """The event nodes are written in chunks (the writer is quadratic); the text must not depend on that."""
-    from skyscan.condor import dag_text
+    from skyscan.condor.submit import dag_text
 
     names = [f"run1-evt{i}" for i in range(60)]
     whole = dag_text(cp.campaign_workflow(names, 7), "")
@@ -281,7 +281,7 @@ def test_event_states_from_run_state_files(inputs: Path, tmp_path: Path, fast_co
 def test_submit_without_a_schedd_leaves_the_campaign_ready(
     inputs: Path, tmp_path: Path, fast_config: Path, monkeypatch: pytest.MonkeyPatch, cli_runner: CliRunner
 ) -> None:
-    from skyscan import condor
+    from skyscan.condor import submit as condor
 
     camp = tmp_path / "camp"
     _create([str(_events(inputs)[0])], camp, fast_config)
@@ -316,12 +316,6 @@ def test_cli_create_and_input_errors(inputs: Path, tmp_path: Path, fast_config: 
 
 
 # --- a real campaign, killed and resumed ----------------------------------------------------------------------------
-def _merge_node_available() -> bool:
-    from skyscan import cli
-
-    return "merge" in cli.node.commands
-
-
 def _runstate(camp: Path) -> dict[str, Any]:
     try:
         doc = json.loads((camp / "campaign.dag.runstate.json").read_text(encoding="utf-8"))
@@ -335,7 +329,6 @@ def _fingerprint(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in files}
 
 
-@pytest.mark.skipif(not _merge_node_available(), reason="`skyscan node merge` is not registered yet (skyscan.cli)")
 def test_local_campaign_killed_and_resumed(inputs: Path, tmp_path: Path, fast_config: Path) -> None:
     camp = tmp_path / "camp"
     m = cp.create_campaign([str(inputs)], camp, load_config(fast_config), load_site("local"), max_running=2)

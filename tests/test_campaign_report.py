@@ -18,16 +18,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from skyscan import campaign as cp
-from skyscan import campaign_report as cr
-from skyscan.cli_campaign import campaign as campaign_cli
+from skyscan.campaign import core as cp
+from skyscan.campaign import report as cr
+from skyscan.cli.campaign import campaign as campaign_cli
 from skyscan.errors import InputError
+from skyscan.nodes import merge
 from skyscan.reco.event import event_to_dict, read_event
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simbatch import BatchSpec, simulate_batch, truth_radec_deg
-from skyscan.scanconfig import load_config, load_site
-
-merge = pytest.importorskip("skyscan.merge", reason="the merge step (skyscan.merge) is needed to make summaries")
+from skyscan.settings.scan import load_config, load_site
 
 SIGMA = 1.0
 CENTRES = [(40.0, 10.0), (200.0, -30.0), (300.0, 45.0), (120.0, 5.0)]
@@ -79,7 +78,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             event_time=original.event.time_iso,
         )  # fmt: skip
         merge.merge_scan(folder, plots=False)
-        from skyscan.scangraph import write_end_state
+        from skyscan.graph.build import write_end_state
 
         write_end_state(folder, 0, 0)
         if entry.event_id == 4:  # truth only in the event file (not in the summary): the report converts it

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from skyscan import catalog
-from skyscan.catalog import (
+from skyscan.cli.watch import standalone_group
+from skyscan.errors import InputError, SkyscanError
+from skyscan.ops import catalog as catalog
+from skyscan.ops.catalog import (
     COLUMN_NAMES,
     IngestResult,
     connect,
@@ -23,8 +25,6 @@ from skyscan.catalog import (
     record_revision,
     resolve_alert,
 )
-from skyscan.cli_watch import standalone_group
-from skyscan.errors import InputError, SkyscanError
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=timezone.utc)
 

@@ -206,7 +206,7 @@ def test_node_scan_usage_errors(
 
 
 def test_pixel_file_comment_lines(sim_event: SimulatedEvent, tmp_path: Path) -> None:
-    from skyscan.scannode import parse_pixel_spec
+    from skyscan.nodes.scan import parse_pixel_spec
 
     pixels = tmp_path / "pixels.txt"
     pixels.write_text("# batch 3 of 4\n7\n9\n", encoding="utf-8")

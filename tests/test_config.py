@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from skyscan.errors import InputError
-from skyscan.scanconfig import (
+from skyscan.settings.scan import (
     default_mapping,
     flag_overrides,
     load_config,

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from skyscan.containment import LEVELS, best_fit_radec, region, regions, resolve_levels
 from skyscan.errors import InputError
-from skyscan.moc import MultiOrderMap, StageResult, build_multiorder
+from skyscan.products.containment import LEVELS, best_fit_radec, region, regions, resolve_levels
+from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder
 
 SIGMA = 1.0  # degrees
 NSIDE_FINE = 512

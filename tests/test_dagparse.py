@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skyscan.dagparse import (
+from skyscan.dagman.parse import (
     parse_dag,
     parse_environment,
     parse_vars,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from skyscan.dagrun import (
+from skyscan.errors import InputError, SkyscanError
+from skyscan.local.executor import (
     RC_NOT_STARTED,
     BaseObserver,
     DagFinished,
@@ -30,7 +31,6 @@ from skyscan.dagrun import (
     run_dag,
     runstate_path,
 )
-from skyscan.errors import InputError, SkyscanError
 
 # A generic node job: records its name in runs.txt (execution order) and count-NAME.txt (number of runs),
 # then exits with the second argument (default 0).

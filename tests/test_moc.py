@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from skyscan.errors import InputError
-from skyscan.moc import (
+from skyscan.products.moc import (
     MultiOrderMap,
     StageResult,
     build_multiorder,

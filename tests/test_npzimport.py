@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from skyscan.cli import cli
 from skyscan.errors import InputError
-from skyscan.merge import merge_npz
-from skyscan.npzimport import read_skyreader_npz, stream_of
+from skyscan.nodes.merge import merge_npz
+from skyscan.products.npz import read_skyreader_npz, stream_of
 
 CENTRE = (310.0, 20.0)
 SIGMA = 2.0
@@ -95,7 +95,7 @@ def test_import_produces_the_products(tmp_path: Path) -> None:
     assert s["import"]["npz"] == "scan.npz"
     for rel in s["products"].values():
         assert (out / rel).is_file()
-    from skyscan.skymapio import read_skymap_h5
+    from skyscan.products.skymapio import read_skymap_h5
 
     h5 = read_skymap_h5(out / "skymap.h5")
     assert "import:" in h5.config_yaml and "scan.npz" in h5.config_yaml

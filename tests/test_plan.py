@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pytest
 
 from skyscan.errors import InputError, SkyscanError
-from skyscan.plan import (
+from skyscan.graph.refine import (
     BestFit,
     all_pixels,
     children,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skyscan.merge import best_fit_of, measure_regions, paraboloid_llh, refine_plan
-from skyscan.moc import MultiOrderMap, StageResult, build_multiorder
-from skyscan.plot import plot_fullsky, plot_zoom, sample_rows, zoom_window
-from skyscan.skymapio import SkymapMeta
+from skyscan.nodes.merge import best_fit_of, measure_regions, paraboloid_llh, refine_plan
+from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder
+from skyscan.products.plot import plot_fullsky, plot_zoom, sample_rows, zoom_window
+from skyscan.products.skymapio import SkymapMeta
 
 RED = np.array([0xD6, 0x27, 0x28])
 GREY = np.array([0xBD, 0xBD, 0xBD])

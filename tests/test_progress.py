@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from skyscan.dagrun import DagStarted, NodeEvent, NodeInfo
-from skyscan.progress import ScanProgress
+from skyscan.local.executor import DagStarted, NodeEvent, NodeInfo
+from skyscan.local.progress import ScanProgress
 
 DAG = Path("/scan/skyscan.dag")
 

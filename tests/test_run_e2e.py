@@ -23,15 +23,15 @@ import pytest
 from click.testing import CliRunner
 
 from skyscan.cli import cli
-from skyscan.dagrun import run_dag
+from skyscan.graph.build import write_scan
+from skyscan.graph.status import scan_status
+from skyscan.local.executor import run_dag
+from skyscan.products.skymapio import read_skymap_h5
 from skyscan.reco import coords
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simulate import TrackSpec, simulate_track
-from skyscan.scanconfig import load_config, load_site
-from skyscan.scangraph import write_scan
-from skyscan.skymapio import read_skymap_h5
-from skyscan.status import scan_status
+from skyscan.settings.scan import load_config, load_site
 
 WHEN = datetime(2026, 4, 2, 22, 10, 5, 250_000, tzinfo=timezone.utc)
 
@@ -136,7 +136,7 @@ def _prepared_scan(event: Path, tmp_path: Path) -> Path:
     config = load_config(_config(tmp_path, TINY))
     site = load_site("local")
     paths = write_scan(event, tmp_path / "scan", config, site)
-    from skyscan.condor import submit_environment
+    from skyscan.condor.submit import submit_environment
 
     os.environ.update(submit_environment(site))
     return paths.outdir

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from skyscan.cli import cli
+from skyscan.nodes.scan import parse_pixel_spec
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simulate import TrackSpec, simulate_track
-from skyscan.scannode import parse_pixel_spec
 from skyscan.version import __version__
 
 

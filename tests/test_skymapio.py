@@ -14,11 +14,11 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from skyscan.containment import best_fit_radec
 from skyscan.errors import InputError
-from skyscan.merge import best_fit_of, measure_regions, paraboloid_llh, refine_plan
-from skyscan.moc import MultiOrderMap, StageResult, build_multiorder, flatten
-from skyscan.skymapio import (
+from skyscan.nodes.merge import best_fit_of, measure_regions, paraboloid_llh, refine_plan
+from skyscan.products.containment import best_fit_radec
+from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder, flatten
+from skyscan.products.skymapio import (
     SkymapMeta,
     StageRecord,
     header_config,

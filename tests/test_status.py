@@ -12,10 +12,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from skyscan import condor, scangraph
-from skyscan.cli_graph import status as status_command
-from skyscan.scanconfig import ScanConfig, load_config, load_site
-from skyscan.status import format_status, parse_jobstate_log, parse_node_status, scan_status
+from skyscan.cli.graph import status as status_command
+from skyscan.condor import submit as condor
+from skyscan.graph import build as scangraph
+from skyscan.graph.status import format_status, parse_jobstate_log, parse_node_status, scan_status
+from skyscan.settings.scan import ScanConfig, load_config, load_site
 
 # The tests pin 64-pixel jobs (the golden files and the node counts below assume it), whatever the
 # shipped default of pixels_per_job is.

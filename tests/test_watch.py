@@ -24,9 +24,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from skyscan import catalog, watch
-from skyscan.cli_watch import standalone_group
-from skyscan.watch import launch_dir_of, load_config, lock_held, run_watch
+from skyscan.cli.watch import standalone_group
+from skyscan.ops import catalog as catalog
+from skyscan.ops import watcher as watch
+from skyscan.ops.watcher import launch_dir_of, load_config, lock_held, run_watch
 
 FAKE = Path(__file__).with_name("fake_scan.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -239,19 +240,6 @@ def test_three_events_end_to_end(tmp_path: Path, base_doc: dict[str, Any], reap:
     assert table.exit_code == 0 and table.stdout.count(" done ") == 3
 
 
-def _real_scan_available() -> bool:
-    """`skyscan run` registered, and the merge products it needs (module and node command) in place."""
-    try:
-        import click
-
-        import skyscan.merge  # noqa: F401
-        from skyscan.cli import cli
-    except ImportError:
-        return False
-    node = cli.commands.get("node")
-    return "run" in cli.commands and isinstance(node, click.Group) and "merge" in node.commands
-
-
 # A fast scan configuration for the real executor (one coarse stage, short fits).
 FAST_SCAN_CONFIG = {
     "scan": {"rule": "fixed", "stages": [{"nside": 1, "pixels_per_job": 12}]},
@@ -259,7 +247,6 @@ FAST_SCAN_CONFIG = {
 }
 
 
-@pytest.mark.skipif(not _real_scan_available(), reason="`skyscan run` or the merge node (skyscan.merge) is not available yet")
 def test_three_events_end_to_end_with_the_real_skyscan_run(
     tmp_path: Path, base_doc: dict[str, Any], reap: list[int]
 ) -> None:
@@ -763,7 +750,7 @@ def test_condor_backend_submits_and_records_the_cluster(tmp_path: Path, base_doc
 
 # --- shipped files ------------------------------------------------------------------------------------------------
 def test_example_config_is_valid_and_documents_every_setting() -> None:
-    from skyscan.scanconfig import data_dir  # the package's data files, installed or in a source tree
+    from skyscan.settings.scan import data_dir  # the package's data files, installed or in a source tree
 
     example = data_dir("config").joinpath("watch.example.yaml")
     text = example.read_text(encoding="utf-8")

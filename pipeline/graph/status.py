@@ -1,0 +1,440 @@
+"""Progress of a scan directory, for both backends: DAGMan (HTCondor) and the local executor.
+
+Sources, per DAG file (``skyscan.dag`` and each ``stage<k>.dag``):
+* HTCondor: DAGMan's node status file ``<dag>.status`` (ClassAds, or JSON) and, for "is DAGMan still
+  running?", the ``DAGMAN_STARTED``/``DAGMAN_FINISHED`` lines of the jobstate log ``<dag>.jobstate.log``;
+* local: the executor's run-state file ``<dag>.runstate.json``.
+The DAG files give each node's pixel count (VARS npix); ``end_state.json`` the outcome once FINAL ran.
+``scan_status(...).as_json()`` is the ``skyscan-status/1`` document the alert watcher reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from skyscan.errors import InputError
+from skyscan.graph.build import END_STATE, TOP_DAG, read_end_state, stage_dag_name, stage_dir
+
+STATUS_SCHEMA = "skyscan-status/1"
+BUCKETS = ("done", "running", "failed", "waiting")
+
+#: DAGMan's NodeStatus codes (node status file) -> our buckets. FUTILE nodes (an ancestor failed) never
+#: run: they stay "waiting" and the scan's state says "failed".
+CONDOR_NODE_STATES = {
+    0: "waiting",  # STATUS_NOT_READY
+    1: "waiting",  # STATUS_READY
+    2: "running",  # STATUS_PRERUN
+    3: "running",  # STATUS_SUBMITTED
+    4: "running",  # STATUS_POSTRUN
+    5: "done",  # STATUS_DONE
+    6: "failed",  # STATUS_ERROR
+    7: "waiting",  # STATUS_FUTILE
+}
+LOCAL_NODE_STATES = {
+    "waiting": "waiting",
+    "pre": "running",
+    "running": "running",
+    "post": "running",
+    "done": "done",
+    "skipped": "done",
+    "failed": "failed",
+}
+_SCAN_NODE = re.compile(r"scan-s(\d+)-\d+\Z")
+_JOBSTATE = re.compile(r"^(\d+)\s+INTERNAL\s+\*\*\*\s+(DAGMAN_STARTED|DAGMAN_FINISHED)\s+(\S+)")
+
+
+@dataclass
+class Counts:
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+    def add(self, bucket: str, n: int = 1) -> None:
+        setattr(self, bucket, getattr(self, bucket) + n)
+
+    def as_dict(self) -> dict[str, int]:
+        return {b: int(getattr(self, b)) for b in BUCKETS}
+
+    @property
+    def total(self) -> int:
+        return self.done + self.running + self.failed + self.waiting
+
+
+@dataclass
+class StageStatus:
+    stage: int
+    nside: int
+    state: str  # waiting | planning | running | done | failed | skipped
+    nodes: Counts = field(default_factory=Counts)
+    pixels: Counts = field(default_factory=Counts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "nside": self.nside,
+            "state": self.state,
+            "nodes": self.nodes.as_dict(),
+            "pixels": self.pixels.as_dict(),
+        }
+
+
+@dataclass
+class ScanStatus:
+    outdir: str
+    backend: str  # local | condor | unknown
+    state: str  # not-started | running | done | failed
+    stages: list[StageStatus]
+    failed_nodes: list[str]
+    end_state: dict[str, Any] | None
+    updated: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "schema": STATUS_SCHEMA,
+            "outdir": self.outdir,
+            "backend": self.backend,
+            "state": self.state,
+            "stages": [s.as_dict() for s in self.stages],
+            "failed_nodes": list(self.failed_nodes),
+            "end_state": self.end_state,
+            "updated": self.updated,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsers
+# ---------------------------------------------------------------------------------------------------------------
+def parse_node_status(text: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    """DAGMan's node status file -> (the DagStatus ad, {node: NodeStatus code}).
+
+    Reads the ClassAd form (with /* comments */) and the JSON form; the ad type is in ``Type`` (newer
+    DAGMan) or ``MyType``. A file being rewritten may be partial: what parses is used.
+    """
+    ads: list[dict[str, Any]] = []
+    stripped = text.lstrip()
+    if stripped.startswith("{") or stripped.startswith("[{"):
+        ads = _json_ads(stripped)
+    else:
+        import classad2
+
+        try:
+            for ad in classad2.parseAds(text):
+                ads.append({str(k): _plain(v) for k, v in ad.items()})
+        except Exception:  # a truncated file: keep the complete ads before the damage
+            pass
+    dag_ad: dict[str, Any] | None = None
+    nodes: dict[str, int] = {}
+    for ad in ads:
+        kind = ad.get("Type", ad.get("MyType"))
+        if kind == "DagStatus":
+            dag_ad = ad
+        elif kind == "NodeStatus" and isinstance(ad.get("Node"), str):
+            try:
+                nodes[ad["Node"]] = int(ad.get("NodeStatus", 0))
+            except (TypeError, ValueError):
+                continue
+    return dag_ad, nodes
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _json_ads(text: str) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(text)
+        return [ad for ad in (doc if isinstance(doc, list) else [doc]) if isinstance(ad, dict)]
+    except ValueError:
+        pass
+    ads = []
+    for line in text.splitlines():
+        line = line.strip().rstrip(",")
+        if line.startswith("{"):
+            try:
+                ad = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ad, dict):
+                ads.append(ad)
+    return ads
+
+
+def parse_jobstate_log(text: str) -> tuple[int | None, int | None, int | None]:
+    """(last DAGMAN_STARTED time, last DAGMAN_FINISHED time, its exit status) from a jobstate log."""
+    started = finished = status = None
+    for line in text.splitlines():
+        m = _JOBSTATE.match(line.strip())
+        if not m:
+            continue
+        when = int(m.group(1))
+        if m.group(2) == "DAGMAN_STARTED":
+            started = when
+        else:
+            finished = when
+            try:
+                status = int(m.group(3))
+            except ValueError:
+                status = None
+    return started, finished, status
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _dag_nodes(path: Path) -> dict[str, int]:
+    """{node name: pixels} of a DAG file's scan nodes (other nodes count 0 pixels)."""
+    from skyscan.dagman.parse import parse_dag
+
+    if not path.is_file():
+        return {}
+    try:
+        dag = parse_dag(path)
+    except InputError:
+        return {}
+    out: dict[str, int] = {}
+    for name, node in dag.nodes.items():
+        try:
+            out[name] = int(node.vars.get("npix", "0"))
+        except ValueError:
+            out[name] = 0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class _DagState:
+    """Node states of one DAG file, in our buckets; ``None`` if that DAG has no state yet."""
+
+    nodes: dict[str, str]
+    running: bool | None = None  # the DAG manager itself (None: unknown)
+    status: int | None = None  # DAG exit status once finished
+
+
+def _local_state(folder: Path, dag: str) -> _DagState | None:
+    from skyscan.local.executor import pid_alive, read_runstate
+
+    path = folder / f"{dag}.runstate.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = read_runstate(path)
+    except InputError:
+        return None
+    nodes = {}
+    for name, info in doc["nodes"].items():
+        state = info.get("state") if isinstance(info, dict) else None
+        nodes[str(name)] = LOCAL_NODE_STATES.get(str(state), "waiting")
+    finished = doc.get("finished")
+    running = finished is None and pid_alive(doc.get("pid"))
+    status = doc.get("dag_status") if finished is not None else None
+    return _DagState(nodes, running=running, status=status if isinstance(status, int) else None)
+
+
+def _condor_state(folder: Path, dag: str) -> _DagState | None:
+    status_text = _read(folder / f"{dag}.status")
+    log_text = _read(folder / f"{dag}.jobstate.log")
+    if status_text is None and log_text is None:
+        return None
+    nodes: dict[str, str] = {}
+    if status_text is not None:
+        _, codes = parse_node_status(status_text)
+        nodes = {name: CONDOR_NODE_STATES.get(code, "waiting") for name, code in codes.items()}
+    running: bool | None = None
+    status: int | None = None
+    if log_text is not None:
+        started, finished, exit_status = parse_jobstate_log(log_text)
+        if started is not None:
+            running = finished is None or finished < started
+            status = None if running else exit_status
+    return _DagState(nodes, running=running, status=status)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def detect_backend(outdir: str | Path) -> str:
+    """``local`` if the executor ran here, ``condor`` if DAGMan did (the newer wins), else ``unknown``."""
+    folder = Path(outdir)
+    local = _mtime(folder / f"{TOP_DAG}.runstate.json")
+    condor_files = [f"{TOP_DAG}.status", f"{TOP_DAG}.jobstate.log", f"{TOP_DAG}.dagman.out"]
+    condor = max((t for t in (_mtime(folder / f) for f in condor_files) if t is not None), default=None)
+    if local is None and condor is None:
+        return "unknown"
+    if condor is None or (local is not None and local >= condor):
+        return "local"
+    return "condor"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stage_nsides(folder: Path) -> list[int]:
+    from skyscan.settings.scan import load_config
+
+    path = folder / "config.yaml"
+    try:
+        config = load_config(path) if path.is_file() else load_config()
+    except InputError:
+        return []
+    return [s.nside for s in config.stages]
+
+
+def _stage_state(counts: Counts, node_state: str | None, planned: bool, skipped: bool) -> str:
+    if skipped:
+        return "skipped"
+    if node_state == "failed" or counts.failed:
+        return "failed"
+    if node_state == "done" or (counts.total and counts.done == counts.total):
+        return "done"
+    if node_state == "running" and not planned:
+        return "planning"
+    if node_state == "running" or counts.running or counts.done:
+        return "running"
+    return "waiting"
+
+
+def _plan_skipped(folder: Path, stage: int) -> bool:
+    text = _read(folder / stage_dir(stage) / "plan.json")
+    if text is None:
+        return False
+    try:
+        return bool(json.loads(text).get("skipped"))
+    except (ValueError, AttributeError):
+        return False
+
+
+def scan_status(outdir: str | Path) -> ScanStatus:
+    """The status of a scan directory (InputError if it is not one)."""
+    folder = Path(outdir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such scan directory")
+    if not (folder / TOP_DAG).is_file():
+        raise InputError(f"{folder}: not a skyscan scan directory (no {TOP_DAG})")
+    backend = detect_backend(folder)
+
+    def state_of(dag: str) -> _DagState | None:
+        if backend == "local":
+            return _local_state(folder, dag)
+        if backend == "condor":
+            return _condor_state(folder, dag)
+        return None
+
+    nsides = _stage_nsides(folder)
+    top = state_of(TOP_DAG)
+    top_nodes = _dag_nodes(folder / TOP_DAG)
+    failed_nodes: list[str] = []
+    sources = [folder / f"{TOP_DAG}.runstate.json", folder / f"{TOP_DAG}.status", folder / f"{TOP_DAG}.jobstate.log"]
+
+    stages: list[StageStatus] = []
+    for k, nside in enumerate(nsides):
+        if k == 0:
+            counts, pixels = _collect(top_nodes, top, 0)
+            state = _stage_state(counts, None, True, False)
+        else:
+            dag = stage_dag_name(k)
+            sub = state_of(dag)
+            sources.extend([folder / f"{dag}.runstate.json", folder / f"{dag}.status"])
+            counts, pixels = _collect(_dag_nodes(folder / dag), sub, k)
+            node_state = top.nodes.get(f"stage{k}") if top else None
+            state = _stage_state(counts, node_state, (folder / dag).is_file(), _plan_skipped(folder, k))
+            if sub:
+                failed_nodes.extend(n for n, s in sub.nodes.items() if s == "failed")
+        stages.append(StageStatus(stage=k, nside=nside, state=state, nodes=counts, pixels=pixels))
+    if top:
+        top_failed = [n for n, s in top.nodes.items() if s == "failed"]
+        failed_nodes = top_failed + [n for n in failed_nodes if n not in top_failed]
+
+    end = read_end_state(folder)
+    state = _overall_state(top, end)
+    times = [t for t in (_mtime(p) for p in [*sources, folder / END_STATE]) if t is not None]
+    updated = _iso(max(times)) if times else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ScanStatus(
+        outdir=str(folder),
+        backend=backend,
+        state=state,
+        stages=stages,
+        failed_nodes=failed_nodes,
+        end_state=end,
+        updated=updated,
+    )
+
+
+def _collect(nodes: dict[str, int], dag_state: _DagState | None, stage: int) -> tuple[Counts, Counts]:
+    """(node counts, pixel counts) of the scan nodes of ``stage`` among ``nodes`` ({name: npix})."""
+    node_counts, pixel_counts = Counts(), Counts()
+    for name, npix in nodes.items():
+        m = _SCAN_NODE.match(name)
+        if not m or int(m.group(1)) != stage:
+            continue
+        bucket = dag_state.nodes.get(name, "waiting") if dag_state else "waiting"
+        node_counts.add(bucket)
+        pixel_counts.add(bucket, npix)
+    return node_counts, pixel_counts
+
+
+def _overall_state(top: _DagState | None, end: dict[str, Any] | None) -> str:
+    end_state = end.get("state") if end else None
+    if end_state not in ("done", "failed"):
+        end_state = None
+    if top is None:
+        return str(end_state) if end_state else "not-started"
+    if top.running:
+        return "running"  # an end_state.json of an earlier attempt does not count while a resumed run goes on
+    if end_state:
+        return str(end_state)
+    if top.status is not None:
+        return "done" if top.status == 0 else "failed"
+    if top.running is False:
+        return "failed"  # the DAG manager stopped without the FINAL node's end state (interrupted)
+    return "running"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Human form
+# ---------------------------------------------------------------------------------------------------------------
+def format_status(status: ScanStatus) -> str:
+    """A small aligned table, then the failing nodes and the end state."""
+    head = ["stage", "nside", "state", "nodes", "done", "run", "fail", "wait", "pixels", "done", "run", "fail", "wait"]
+    rows = [head]
+    for s in status.stages:
+        n, p = s.nodes, s.pixels
+        rows.append(
+            [str(s.stage), str(s.nside), s.state, "", str(n.done), str(n.running), str(n.failed), str(n.waiting),
+             "", str(p.done), str(p.running), str(p.failed), str(p.waiting)]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"{status.outdir}: {status.state} (backend {status.backend}, updated {status.updated})"]
+    for r in rows:
+        cells = [c.ljust(w) if i in (2,) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("failed nodes: " + (", ".join(status.failed_nodes) if status.failed_nodes else "none"))
+    if status.end_state:
+        e = status.end_state
+        lines.append(
+            f"end state: {e.get('state')} (dag_status {e.get('dag_status')}, failed_count {e.get('failed_count')},"
+            f" {e.get('time')})"
+        )
+    else:
+        lines.append("end state: none yet")
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""Drafts of the GCN circular and notice for a localised track-like alert.
+
+The circular's wording lives in an operator-editable template (config/circular.txt, string.Template syntax) so it
+can change without touching code; this module only computes the values. What a person must still write or confirm
+(the catalog-sources paragraph, the letter suffix of the event name, unknown facts) is marked ``[[TODO: ...]]``.
+The notice holds the fields of the GCN JSON topic ``gcn.notices.icecube.gold_bronze_track_alerts`` that a scan
+can fill. See docs/gcn-drafts.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import string
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from skyscan.errors import InputError
+from skyscan.products.skymapio import SkymapMeta, iso_z
+
+NOTICE_SCHEMA = "https://gcn.nasa.gov/schema/main/gcn/notices/icecube/gold_bronze_track_alerts.schema.json"
+PURITY_PERCENT = {"gold": 50, "bronze": 30}
+"""Average astrophysical purity of IceCube's track-alert streams, as quoted in their circulars."""
+
+SECONDS_PER_YEAR = 365.25 * 86400.0
+TODO_OPEN = "[[TODO: "
+_LETTER = "A"
+
+
+def todo(text: str) -> str:
+    """A clearly marked placeholder for a person to resolve before sending."""
+    return f"{TODO_OPEN}{text}]]"
+
+
+def load_template(path: str | os.PathLike[str] | None = None) -> str:
+    """The circular template: `path` if given, else the packaged config/circular.txt."""
+    if path is None:
+        from skyscan.settings.scan import data_dir  # importlib.resources, with the editable-install fallback
+
+        return str(data_dir("config").joinpath("circular.txt").read_text(encoding="utf-8"))
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such circular template")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read circular template ({exc.__class__.__name__})") from None
+
+
+def rounded_time(t: datetime) -> datetime:
+    """UTC time rounded (half up) to 0.01 s, as circulars quote it."""
+    utc = t.astimezone(timezone.utc) + timedelta(microseconds=5000)
+    return utc.replace(microsecond=(utc.microsecond // 10000) * 10000)
+
+
+def event_name(t: datetime | None, letter: str = _LETTER) -> str:
+    """IceCube-YYMMDD plus a letter (the letter orders the day's events and must be confirmed by a person)."""
+    if t is None:
+        return f"IceCube-YYMMDD{letter}"
+    return f"IceCube-{rounded_time(t).strftime('%y%m%d')}{letter}"
+
+
+def _stream_sentence(stream: str | None) -> str:
+    if stream is None:
+        return todo("alert stream (Gold or Bronze) and its average astrophysical purity (Gold 50%, Bronze 30%)")
+    key = stream.strip().lower()
+    if key in PURITY_PERCENT:
+        return (
+            f"The event was selected by the {key.capitalize()} alert stream, whose average astrophysical neutrino "
+            f"purity is {PURITY_PERCENT[key]}%."
+        )
+    return f"The event was selected by the {stream} alert stream. " + todo(f"the purity of the {stream} stream")
+
+
+def _far_sentence(far_per_year: float | None) -> str:
+    if far_per_year is None:
+        return ""
+    return (
+        f"Its estimated false-alarm rate due to atmospheric backgrounds is {far_per_year:.3g} events per year."
+    )
+
+
+def _position_line(value: float, plus: float, minus: float, percent: str) -> str:
+    return f"{value:.2f} (+{plus:.2f}, -{minus:.2f} deg {percent}% PSF containment) J2000"
+
+
+def circular_values(meta: SkymapMeta) -> dict[str, str]:
+    """Every placeholder of the circular template and its text (see docs/gcn-drafts.md for the list)."""
+    r90, r50 = meta.regions["90"], meta.regions["50"]
+    bf = meta.best_fit
+    name = event_name(meta.event_time)
+    review = [
+        "==== DRAFT -- NOT FOR DISTRIBUTION. Resolve every [[TODO: ...]] and delete this block before sending ====",
+        todo(
+            f"confirm the letter suffix: the '{_LETTER}' in {name} is a placeholder; use the next free letter "
+            "for that day"
+        ),
+        todo("write the catalog-sources paragraph (known sources inside the 90% region, or that none are found)"),
+    ]
+    if meta.event_time is None:
+        review.append(todo("the detection date and time are unknown: fill them in, and the date in the name"))
+        date_slash = todo("YYYY/MM/DD")
+        date_iso = todo("YYYY-MM-DD")
+        time_ut = todo("HH:MM:SS.SS")
+    else:
+        rt = rounded_time(meta.event_time)
+        date_slash = rt.strftime("%Y/%m/%d")
+        date_iso = rt.strftime("%Y-%m-%d")
+        time_ut = rt.strftime("%H:%M:%S.") + f"{rt.microsecond // 10000:02d}"
+    if not r90.ra_errors_meaningful:
+        review.append(todo(f"the 90% region's RA errors are not meaningful ({r90.note}); reword the RA line"))
+    if meta.containment_method != "calibrated":
+        review.append(
+            todo(
+                f"containment levels are '{meta.containment_method}' (90%: 2*delta-llh <= {r90.level_2dllh:g}); "
+                "IceCube circulars quote levels calibrated with simulations"
+            )
+        )
+    if meta.truth_radec is not None:
+        review.append(todo("this is a SIMULATED event: do not send"))
+    review.append(
+        f"Drafted by skyscan {meta.software_version}"
+        + (f" (git {meta.git_revision[:12]})" if meta.git_revision else "")
+        + f" on {meta.created_iso} from run {meta.run_id} event {meta.event_id}"
+        + f" (config sha256 {meta.config_sha256[:12]}; source: {meta.source})."
+    )
+    review.append("==== END OF DRAFT NOTES ====")
+
+    return {
+        "review_block": "\n".join(review) + "\n",
+        "event_name": name,
+        "run_id": str(meta.run_id),
+        "event_id": str(meta.event_id),
+        "date_slash": date_slash,
+        "date_iso": date_iso,
+        "time_ut": time_ut,
+        "stream": meta.stream or todo("stream"),
+        "stream_sentence": _stream_sentence(meta.stream),
+        "far_sentence": _far_sentence(meta.far_per_year),
+        "ra": f"{bf.ra_deg:.2f}",
+        "dec": f"{bf.dec_deg:.2f}",
+        "ra_plus_90": f"{r90.ra_plus_deg:.2f}",
+        "ra_minus_90": f"{r90.ra_minus_deg:.2f}",
+        "dec_plus_90": f"{r90.dec_plus_deg:.2f}",
+        "dec_minus_90": f"{r90.dec_minus_deg:.2f}",
+        "ra_line": _position_line(bf.ra_deg, r90.ra_plus_deg, r90.ra_minus_deg, "90"),
+        "dec_line": _position_line(bf.dec_deg, r90.dec_plus_deg, r90.dec_minus_deg, "90"),
+        "ra_line_50": _position_line(bf.ra_deg, r50.ra_plus_deg, r50.ra_minus_deg, "50"),
+        "dec_line_50": _position_line(bf.dec_deg, r50.dec_plus_deg, r50.dec_minus_deg, "50"),
+        "area_90": f"{r90.area_deg2:.2f}",
+        "area_50": f"{r50.area_deg2:.2f}",
+        "containment_method": meta.containment_method,
+        "catalog_paragraph": todo(
+            "catalog sources: list the known gamma-ray or X-ray sources (e.g. from the Fermi-LAT catalog) inside "
+            "the 90% region, or state that none are found"
+        ),
+        "contact_sentence": todo("contact line of the alert team"),
+        "software_version": meta.software_version,
+        "created": meta.created_iso,
+    }
+
+
+def render_circular(meta: SkymapMeta, template: str | None = None, source: str = "circular template") -> str:
+    """The circular draft: the template (default: the packaged one) with its placeholders filled in."""
+    text = load_template() if template is None else template
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    try:
+        out = string.Template(body).substitute(circular_values(meta))
+    except KeyError as exc:
+        raise InputError(f"{source}: unknown placeholder ${exc.args[0]} (see docs/gcn-drafts.md)") from None
+    except ValueError as exc:
+        raise InputError(f"{source}: {exc} (write $$ for a literal dollar sign)") from None
+    # Optional sentences may be empty: no trailing blanks where they were.
+    return "\n".join(line.rstrip() for line in out.strip("\n").splitlines()) + "\n"
+
+
+def ra_dec_error_90(meta: SkymapMeta) -> float:
+    """One error radius for the notice: the radius (deg) of a circle with the 90% region's area."""
+    return math.degrees(math.acos(1.0 - meta.regions["90"].area_deg2 * (math.pi / 180.0) ** 2 / (2.0 * math.pi)))
+
+
+def notice(meta: SkymapMeta) -> dict[str, Any]:
+    """The fields of a gold_bronze_track_alerts notice that the scan can fill (None-valued fields are left out)."""
+    simulated = meta.truth_radec is not None
+    stream = (meta.stream or "").strip().lower()
+    pipeline = {"gold": "IceCube Gold Track alert", "bronze": "IceCube Bronze Track alert"}.get(stream)
+    doc: dict[str, Any] = {
+        "$schema": NOTICE_SCHEMA,
+        "mission": "IceCube",
+        "instrument": "IC86",
+        "messenger": "Neutrino",
+        "event_name": [event_name(meta.event_time)],
+        "id": [f"{meta.run_id}_{meta.event_id}"],
+        "alert_datetime": meta.created_iso,
+        "alert_type": "test" if simulated else "update",
+        "alert_tense": "mock" if simulated else "current",
+        "analysis_pipeline": pipeline,
+        "alert_topology": "Track",
+        "number_of_events": 1,
+        "ra": round(meta.best_fit.ra_deg, 4),
+        "dec": round(meta.best_fit.dec_deg, 4),
+        "ra_dec_error": round(ra_dec_error_90(meta), 4),
+        "containment_probability": 0.9,
+        "systematic_included": meta.containment_method == "calibrated",
+        "trigger_time": None if meta.event_time is None else iso_z(meta.event_time),
+        "far": None if meta.far_per_year is None else meta.far_per_year / SECONDS_PER_YEAR,
+        "p_astro": meta.signalness,
+        "nu_energy": None if meta.energy_gev is None else meta.energy_gev / 1000.0,
+        "additional_info": _additional_info(meta),
+    }
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _additional_info(meta: SkymapMeta) -> str:
+    r90 = meta.regions["90"]
+    parts = [
+        "DRAFT by skyscan " + meta.software_version + (f" (git {meta.git_revision[:12]})" if meta.git_revision else ""),
+        f"created {meta.created_iso}",
+        f"run {meta.run_id} event {meta.event_id}",
+        f"event name letter '{_LETTER}' to be confirmed",
+        f"90% region (2*delta-llh <= {r90.level_2dllh:g}, {meta.containment_method}): "
+        f"RA +{r90.ra_plus_deg:.2f}/-{r90.ra_minus_deg:.2f} deg, Dec +{r90.dec_plus_deg:.2f}/-{r90.dec_minus_deg:.2f} "
+        f"deg, area {r90.area_deg2:.2f} deg2; ra_dec_error is the radius of a circle of that area",
+        f"config sha256 {meta.config_sha256[:12]}",
+    ]
+    if meta.truth_radec is not None:
+        parts.append("SIMULATED event")
+    return "; ".join(parts)
+
+
+__all__ = [
+    "NOTICE_SCHEMA",
+    "PURITY_PERCENT",
+    "circular_values",
+    "event_name",
+    "load_template",
+    "notice",
+    "ra_dec_error_90",
+    "render_circular",
+    "rounded_time",
+    "todo",
+]

@@ -1,0 +1,401 @@
+"""PNG views of a multi-order likelihood map: the full sky (Mollweide) and a zoom on the best fit.
+
+Both views sample the map on a regular RA/Dec grid: each grid point takes the value of the map pixel that contains
+it (found at the map's deepest order), so pixels of every order are drawn at their true size without flattening
+the whole sky to the finest nside. Colour is 2*delta-llh (0-40); the 50% and 90% contours are drawn from the
+region membership of the pixels (the same rule as docs/containment.md), so they follow pixel edges.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, cast
+
+import healpy as hp
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+from matplotlib import patheffects
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patheffects import AbstractPathEffect
+from matplotlib.projections.polar import PolarAxes
+from matplotlib.ticker import FuncFormatter
+from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+from skyscan.atomic import atomic_path
+from skyscan.products.containment import Region
+from skyscan.products.gcn import rounded_time
+from skyscan.products.moc import MultiOrderMap
+from skyscan.products.skymapio import SkymapMeta
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+VMAX = 40.0
+"""Upper end of the colour scale (2*delta-llh); larger values saturate."""
+
+CMAP = "viridis_r"
+LEVEL_STYLE = {"50": ("#d62728", "-"), "90": ("#000000", "-")}
+OTHER_STYLE = ("#ff7f0e", "--")
+BEST_STYLE: dict[str, Any] = {"marker": "*", "color": "#ffffff", "markeredgecolor": "#000000", "ls": "none"}
+TRUTH_STYLE: dict[str, Any] = {"marker": "X", "color": "#1f77b4", "markeredgecolor": "#ffffff", "ls": "none"}
+DPI = 110
+
+
+def sample_rows(m: MultiOrderMap, ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> IntArray:
+    """Row of the map pixel containing each (RA, Dec) point (degrees), looked up at the map's deepest order."""
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.clip(np.asarray(dec_deg, dtype=np.float64), -90.0, 90.0)
+    nside = int(m.nside.max())
+    theta = np.radians(90.0 - dec).reshape(-1)
+    phi = np.radians(np.mod(ra, 360.0)).reshape(-1)
+    pix = np.asarray(hp.ang2pix(nside, theta, phi, nest=True), dtype=np.int64)
+    return np.asarray(m.locate(nside, pix).reshape(ra.shape), dtype=np.int64)
+
+
+@dataclass
+class _Layers:
+    value: FloatArray  # 2*delta-llh per grid point (NaN where the fit failed)
+    inside: dict[str, npt.NDArray[np.bool_]]  # region membership per level label
+
+
+def _layers(m: MultiOrderMap, meta: SkymapMeta, ra: FloatArray, dec: FloatArray) -> _Layers:
+    rows = sample_rows(m, ra, dec)
+    d2 = m.dllh2
+    value = d2[rows]
+    inside = {}
+    for label, reg in meta.regions.items():
+        member = np.isfinite(d2) & (d2 <= reg.level_2dllh)
+        inside[label] = member[rows]
+    return _Layers(value, inside)
+
+
+def _cmap() -> Colormap:
+    return plt.get_cmap(CMAP).with_extremes(bad="#bdbdbd")  # grey: failed fits
+
+
+def _style(label: str) -> tuple[str, str]:
+    return LEVEL_STYLE.get(label, OTHER_STYLE)
+
+
+def _legend_handles(meta: SkymapMeta, failed: bool, truth: bool) -> list[Line2D]:
+    handles: list[Line2D] = []
+    for label, reg in meta.regions.items():
+        colour, ls = _style(label)
+        name = f"{label}%" if label in ("50", "90") else f"level {label}"
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=colour,
+                ls=ls,
+                lw=1.8,
+                label=f"{name} (2ΔLLH ≤ {reg.level_2dllh:g}): {_area_text(reg)}",
+            )
+        )
+    bf = meta.best_fit
+    handles.append(
+        Line2D([], [], markersize=12, label=f"best fit RA {bf.ra_deg:.2f}°, Dec {bf.dec_deg:+.2f}°", **BEST_STYLE)
+    )
+    if truth:
+        handles.append(Line2D([], [], markersize=9, label="true direction (simulation)", **TRUTH_STYLE))
+    if failed:
+        handles.append(Line2D([], [], marker="s", color="#bdbdbd", ls="none", markersize=8, label="failed fit"))
+    return handles
+
+
+def _area_text(reg: Region) -> str:
+    area = reg.area_deg2
+    return f"{area:.3g} deg²" if area < 100 else f"{area:,.0f} deg²"
+
+
+def _title(meta: SkymapMeta) -> str:
+    when = "time unknown"
+    if meta.event_time is not None:
+        rt = rounded_time(meta.event_time)
+        when = rt.strftime("%Y-%m-%d %H:%M:%S.") + f"{rt.microsecond // 10000:02d} UTC"
+    stream = f" ({meta.stream})" if meta.stream else ""
+    return f"Run {meta.run_id}, event {meta.event_id}{stream} — {when}"
+
+
+def _footer(fig: Figure, meta: SkymapMeta, y: float = 0.0) -> None:
+    levels = ", ".join(f"{k}%: {r.level_2dllh:g}" for k, r in meta.regions.items())
+    rev = f" ({meta.git_revision[:10]})" if meta.git_revision else ""
+    fig.text(
+        0.99,
+        y,
+        f"skyscan {meta.software_version}{rev} · containment {meta.containment_method} ({levels}) · {meta.created_iso}",
+        ha="right",
+        va="top",
+        fontsize=6.5,
+        color="#555555",
+    )
+
+
+def _save(fig: Figure, path: str | os.PathLike[str], meta: SkymapMeta) -> None:
+    metadata = {
+        "Title": _title(meta),
+        "Software": f"skyscan {meta.software_version}" + (f" git {meta.git_revision}" if meta.git_revision else ""),
+        "Description": f"run {meta.run_id} event {meta.event_id}; config sha256 {meta.config_sha256}",
+        "Creation Time": meta.created_iso,
+    }
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=metadata, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+
+
+def _contours(ax: Axes, x: FloatArray, y: FloatArray, layers: _Layers, transform_x: bool = False) -> None:
+    for label, inside in layers.inside.items():
+        if not np.any(inside):
+            continue
+        colour, ls = _style(label)
+        cs = ax.contour(x, y, inside.astype(np.float64), levels=[0.5], colors=[colour], linestyles=[ls], linewidths=1.6)
+        # A light halo keeps the line visible on dark and light colours alike.
+        cs.set(path_effects=[patheffects.withStroke(linewidth=3.4, foreground="#ffffff", alpha=0.8)])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Full sky
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _mesh(ax: Any, x_edges: FloatArray, y_edges: FloatArray, value: FloatArray) -> Any:
+    """The 2*delta-llh colour layer on cell edges (NaN cells left blank), as both projections draw it."""
+    return ax.pcolormesh(
+        x_edges,
+        y_edges,
+        np.ma.masked_invalid(np.clip(value, 0.0, VMAX)),
+        cmap=_cmap(),
+        vmin=0.0,
+        vmax=VMAX,
+        shading="flat",
+        rasterized=True,
+    )
+
+
+def _mollweide_x(ra_deg: npt.ArrayLike) -> FloatArray:
+    """Mollweide longitude (radians) for RA: RA 0 at the centre, increasing to the left as on the sky."""
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    return np.radians(-(np.mod(ra + 180.0, 360.0) - 180.0))
+
+
+def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, width: int = 1080) -> None:
+    """Full-sky Mollweide view of 2*delta-llh with contours, best fit, RA/Dec grid and a titled legend."""
+    n_dec = 180  # half-degree cells: the full-sky view shows where, the zoom shows the detail
+    n_ra = 2 * n_dec
+    # Cell edges in projection coordinates; samples at cell centres.
+    lon_edges = np.linspace(-math.pi, math.pi, n_ra + 1)
+    lat_edges = np.linspace(-math.pi / 2, math.pi / 2, n_dec + 1)
+    lon_c = 0.5 * (lon_edges[1:] + lon_edges[:-1])
+    lat_c = 0.5 * (lat_edges[1:] + lat_edges[:-1])
+    lon_g, lat_g = np.meshgrid(lon_c, lat_c)
+    ra_g = np.mod(-np.degrees(lon_g), 360.0)
+    dec_g = np.degrees(lat_g)
+    layers = _layers(m, meta, ra_g, dec_g)
+
+    fig = plt.figure(figsize=(width / DPI, width / DPI * 0.6))
+    ax = fig.add_axes((0.06, 0.2, 0.88, 0.72), projection="mollweide")
+    mesh = _mesh(ax, lon_edges, lat_edges, layers.value)
+    _contours(ax, lon_g, lat_g, layers)
+    bf = meta.best_fit
+    ax.plot(_mollweide_x(bf.ra_deg), math.radians(bf.dec_deg), markersize=11, zorder=5, **BEST_STYLE)
+    if meta.truth_radec is not None:
+        t_ra, t_dec = meta.truth_radec
+        ax.plot(_mollweide_x(t_ra), math.radians(t_dec), markersize=8, zorder=6, **TRUTH_STYLE)
+    ra_ticks = np.arange(-150, 151, 30)
+    ax.set_xticks(np.radians(ra_ticks))
+    ax.set_xticklabels([f"{int(np.mod(-t, 360))}°" for t in ra_ticks], fontsize=8)
+    outline: list[AbstractPathEffect] = [patheffects.withStroke(linewidth=2.2, foreground="black")]
+    for label in ax.get_xticklabels():
+        label.set_color("white")
+        label.set_path_effects(outline)
+    ax.set_yticks(np.radians(np.arange(-60, 61, 30)))
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(True, color="#cccccc", lw=0.5, alpha=0.6)
+    ax.set_xlabel("Right ascension (J2000), increasing to the left", fontsize=9)
+    ax.set_ylabel("Declination (J2000)", fontsize=9)
+    ax.set_title(_title(meta), fontsize=11, pad=12)
+    cax = fig.add_axes((0.3, 0.115, 0.4, 0.024))
+    cb = fig.colorbar(mesh, cax=cax, orientation="horizontal", extend="max")
+    cb.set_label("2ΔLLH = 2 (−ln L − min −ln L)", fontsize=8, labelpad=2)
+    cb.ax.tick_params(labelsize=7)
+    handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
+    fig.legend(handles=handles, loc="upper center", ncol=min(3, len(handles)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.055))
+    _footer(fig, meta, y=-0.035)
+    _save(fig, path, meta)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Zoom
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ZoomWindow:
+    """RA/Dec window of the zoom (degrees); RA bounds may run past 0/360 (labels wrap).
+
+    `polar` is +1 or -1 when the window reaches the north or south celestial pole: the zoom is then drawn as a
+    polar view around that pole out to `polar_radius` degrees, because an RA/Dec box is not local there.
+    """
+
+    ra_lo: float
+    ra_hi: float
+    dec_lo: float
+    dec_hi: float
+    polar: int = 0
+    polar_radius: float = 0.0
+
+
+def zoom_window(m: MultiOrderMap, meta: SkymapMeta, margin: float = 1.5) -> ZoomWindow:
+    """A window centred on the best fit, about `margin` times the 90% region's extent, at least a few pixels wide."""
+    bf = meta.best_fit
+    reg = meta.regions.get("90") or max(meta.regions.values(), key=lambda r: r.level_2dllh)
+    cos_dec = max(math.cos(math.radians(bf.dec_deg)), 1e-3)
+    finest = math.degrees(hp.nside2resol(int(m.nside.max())))
+    coarse_best = math.degrees(hp.nside2resol(int(bf.nside)))
+    half = max(reg.dec_plus_deg, reg.dec_minus_deg)
+    if reg.ra_errors_meaningful:
+        half = max(half, reg.ra_plus_deg * cos_dec, reg.ra_minus_deg * cos_dec)
+    half = max(half * margin, 4.0 * finest, 1.5 * coarse_best, 0.2)
+    half = min(half, 60.0)
+    dec_lo, dec_hi = bf.dec_deg - half, bf.dec_deg + half
+    if not reg.ra_errors_meaningful or dec_hi >= 89.0 or dec_lo <= -89.0:
+        # Near a pole a box in RA is not local: look down on the pole, out to beyond the region.
+        sign = 1 if bf.dec_deg >= 0 else -1
+        extent = 90.0 - min(bf.dec_deg - reg.dec_minus_deg, 90.0) if sign > 0 else 90.0 + max(
+            bf.dec_deg + reg.dec_plus_deg, -90.0
+        )
+        radius = min(max(extent * margin, (90.0 - abs(bf.dec_deg)) + half, 1.0), 90.0)
+        return ZoomWindow(
+            bf.ra_deg - 180.0,
+            bf.ra_deg + 180.0,
+            max(dec_lo, -90.0),
+            min(dec_hi, 90.0),
+            polar=sign,
+            polar_radius=radius,
+        )
+    half_ra = min(half / cos_dec, 180.0)
+    return ZoomWindow(bf.ra_deg - half_ra, bf.ra_deg + half_ra, dec_lo, dec_hi)
+
+
+def _ra_formatter(value: float, _pos: int) -> str:
+    return f"{np.mod(value, 360.0):.4g}°"
+
+
+def plot_zoom(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, size: int = 760) -> None:
+    """Zoom on the best fit (RA/Dec plate carree, RA increasing to the left, locally equal scales)."""
+    win = zoom_window(m, meta)
+    if win.polar:
+        _plot_zoom_polar(path, m, meta, win, size)
+        return
+    n = max(200, size // 2)
+    ra_edges = np.linspace(win.ra_lo, win.ra_hi, n + 1)
+    dec_edges = np.linspace(win.dec_lo, win.dec_hi, n + 1)
+    ra_c = 0.5 * (ra_edges[1:] + ra_edges[:-1])
+    dec_c = 0.5 * (dec_edges[1:] + dec_edges[:-1])
+    ra_g, dec_g = np.meshgrid(ra_c, dec_c)
+    layers = _layers(m, meta, ra_g, dec_g)
+
+    fig = plt.figure(figsize=(size / DPI, size / DPI))
+    ax = fig.add_axes((0.12, 0.2, 0.74, 0.72))
+    image = ax.imshow(
+        np.ma.masked_invalid(np.clip(layers.value, 0.0, VMAX)),
+        origin="lower",
+        extent=(win.ra_lo, win.ra_hi, win.dec_lo, win.dec_hi),
+        cmap=_cmap(),
+        vmin=0.0,
+        vmax=VMAX,
+        interpolation="nearest",
+        aspect="auto",
+    )
+    _contours(ax, ra_g, dec_g, layers)
+    bf = meta.best_fit
+    ax.plot(bf.ra_deg, bf.dec_deg, markersize=15, zorder=5, **BEST_STYLE)
+    if meta.truth_radec is not None:
+        t_ra = bf.ra_deg + (np.mod(meta.truth_radec[0] - bf.ra_deg + 180.0, 360.0) - 180.0)
+        ax.plot(t_ra, meta.truth_radec[1], markersize=10, zorder=6, **TRUTH_STYLE)
+    ax.set_xlim(win.ra_hi, win.ra_lo)  # RA increases to the left
+    ax.set_ylim(win.dec_lo, win.dec_hi)
+    mid_dec = 0.5 * (win.dec_lo + win.dec_hi)
+    ratio = 1.0 / max(math.cos(math.radians(mid_dec)), 0.05)
+    full_ra = (win.ra_hi - win.ra_lo) >= 359.0
+    ax.set_aspect("auto" if full_ra else min(ratio, 20.0), adjustable="box")
+    ax.xaxis.set_major_formatter(FuncFormatter(_ra_formatter))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:+.4g}°"))
+    ax.grid(True, color="#ffffff", lw=0.6, alpha=0.5)
+    ax.set_xlabel("Right ascension (J2000)")
+    ax.set_ylabel("Declination (J2000)")
+    ax.set_title(_title(meta), fontsize=11)
+    cax = make_axes_locatable(ax).append_axes("right", size="4%", pad=0.12)
+    cb = fig.colorbar(image, cax=cax, extend="max")
+    cb.set_label("2ΔLLH", fontsize=9)
+    handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
+    ax.legend(handles=handles, loc="upper center", ncol=1, fontsize=8.5, frameon=False,
+              bbox_to_anchor=(0.5, -0.1))
+    _footer(fig, meta, y=0.0)
+    _save(fig, path, meta)
+
+
+def _plot_zoom_polar(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, win: ZoomWindow, size: int) -> None:
+    """Polar zoom around a celestial pole: angle = RA, radius = distance from the pole (labelled as Dec)."""
+    sign = win.polar
+    n_r = max(150, size // 4)
+    n_t = 720
+    r_edges = np.linspace(0.0, win.polar_radius, n_r + 1)
+    t_edges = np.linspace(0.0, 2 * math.pi, n_t + 1)
+    r_c = 0.5 * (r_edges[1:] + r_edges[:-1])
+    t_c = 0.5 * (t_edges[1:] + t_edges[:-1])
+    t_g, r_g = np.meshgrid(t_c, r_c)
+    ra_g = np.degrees(t_g)
+    dec_g = sign * (90.0 - r_g)
+    layers = _layers(m, meta, ra_g, dec_g)
+
+    fig = plt.figure(figsize=(size / DPI, size / DPI))
+    ax = cast(PolarAxes, fig.add_axes((0.08, 0.2, 0.68, 0.7), projection="polar"))
+    mesh = _mesh(ax, t_edges, r_edges, layers.value)
+    # Repeat the first RA column after the last so that contours close across RA = 0.
+    t_wrap = np.concatenate([t_g, t_g[:, :1] + 2 * math.pi], axis=1)
+    r_wrap = np.concatenate([r_g, r_g[:, :1]], axis=1)
+    wrapped = _Layers(layers.value, {k: np.concatenate([v, v[:, :1]], axis=1) for k, v in layers.inside.items()})
+    _contours(ax, t_wrap, r_wrap, wrapped)
+    bf = meta.best_fit
+    ax.plot(math.radians(bf.ra_deg), 90.0 - sign * bf.dec_deg, markersize=15, zorder=5, **BEST_STYLE)
+    if meta.truth_radec is not None:
+        ax.plot(math.radians(meta.truth_radec[0]), 90.0 - sign * meta.truth_radec[1], markersize=10, zorder=6,
+                **TRUTH_STYLE)
+    # As on the sky seen from inside the sphere (east to the left of north): RA runs clockwise around the north
+    # celestial pole and counter-clockwise around the south one.
+    ax.set_theta_direction(-1 if sign > 0 else 1)
+    ax.set_theta_zero_location("S")
+    ax.set_rlim(0.0, win.polar_radius)
+    ax.set_xticks(np.radians(np.arange(0, 360, 45)))
+    ax.set_xticklabels([f"RA {d}°" for d in range(0, 360, 45)], fontsize=8)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{sign * (90.0 - v):+.4g}°"))
+    ax.tick_params(axis="y", labelsize=8, colors="#ffffff")
+    outline: list[AbstractPathEffect] = [patheffects.withStroke(linewidth=2.2, foreground="black")]
+    for label in ax.get_yticklabels():
+        label.set_path_effects(outline)
+    ax.set_rlabel_position((bf.ra_deg + 180.0) % 360.0)  # Dec labels on the side away from the region
+    ax.grid(True, color="#ffffff", lw=0.6, alpha=0.5)
+    pole = "north" if sign > 0 else "south"
+    ax.set_title(f"{_title(meta)}\naround the {pole} celestial pole (radial labels: Dec)", fontsize=10, pad=14)
+    cax = fig.add_axes((0.89, 0.25, 0.03, 0.6))
+    cb = fig.colorbar(mesh, cax=cax, extend="max")
+    cb.set_label("2ΔLLH", fontsize=9)
+    handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
+    ax.legend(handles=handles, loc="upper center", ncol=1, fontsize=8.5, frameon=False, bbox_to_anchor=(0.5, -0.08))
+    _footer(fig, meta, y=0.0)
+    _save(fig, path, meta)
+
+
+__all__ = ["VMAX", "ZoomWindow", "plot_fullsky", "plot_zoom", "sample_rows", "zoom_window"]
