@@ -62,7 +62,8 @@ def _write_inputs(folder: Path, count: int, distinct: int = 20) -> list[str]:
 def bench_create(args: argparse.Namespace, work: Path) -> bool:
     from skyscan.campaign import core as campaign
     from skyscan.graph import build as scangraph
-    from skyscan.settings.scan import load_config, load_site
+    from skyscan.settings.scan import load_config
+    from skyscan.settings.site import load_site
 
     t0 = time.perf_counter()
     inputs = _write_inputs(work / "inputs", args.events)
@@ -112,7 +113,8 @@ def bench_accuracy(args: argparse.Namespace, work: Path) -> bool:
     from skyscan.reco.event import event_to_dict
     from skyscan.reco.geometry import ic86
     from skyscan.reco.simbatch import BatchSpec, iter_batch
-    from skyscan.settings.scan import load_config, load_site
+    from skyscan.settings.scan import load_config
+    from skyscan.settings.site import load_site
 
     base = args.keep or work
     camp = base / "accuracy"

@@ -22,7 +22,8 @@ from skyscan.errors import InputError, SkyscanError
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simbatch import BatchSpec, simulate_batch
-from skyscan.settings.scan import load_config, load_site
+from skyscan.settings.scan import load_config
+from skyscan.settings.site import load_site
 
 GOLDEN = Path(__file__).parent / "golden" / "campaign"
 PYTHON = "python3"  # a fixed interpreter name: written files must not depend on the machine
@@ -171,7 +172,7 @@ def test_campaign_dag_matches_the_golden_file(inputs: Path, tmp_path: Path, fast
 
 def test_campaign_dag_in_writer_chunks_equals_one_writer_call() -> None:
     """The event nodes are written in chunks (the writer is quadratic); the text must not depend on that."""
-    from skyscan.condor.submit import dag_text
+    from skyscan.condor.dagwriter import dag_text
 
     names = [f"run1-evt{i}" for i in range(60)]
     whole = dag_text(cp.campaign_workflow(names, 7), "")
@@ -281,7 +282,7 @@ def test_event_states_from_run_state_files(inputs: Path, tmp_path: Path, fast_co
 def test_submit_without_a_schedd_leaves_the_campaign_ready(
     inputs: Path, tmp_path: Path, fast_config: Path, monkeypatch: pytest.MonkeyPatch, cli_runner: CliRunner
 ) -> None:
-    from skyscan.condor import submit as condor
+    from skyscan.condor import schedd as condor
 
     camp = tmp_path / "camp"
     _create([str(_events(inputs)[0])], camp, fast_config)

@@ -26,7 +26,8 @@ from skyscan.nodes import merge
 from skyscan.reco.event import event_to_dict, read_event
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simbatch import BatchSpec, simulate_batch, truth_radec_deg
-from skyscan.settings.scan import load_config, load_site
+from skyscan.settings.scan import load_config
+from skyscan.settings.site import load_site
 
 SIGMA = 1.0
 CENTRES = [(40.0, 10.0), (200.0, -30.0), (300.0, 45.0), (120.0, 5.0)]

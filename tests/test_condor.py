@@ -23,11 +23,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from skyscan.condor import dagwriter, schedd
 from skyscan.condor import submit as condor
 from skyscan.errors import InputError
 from skyscan.graph import build as scangraph
-from skyscan.graph.workflow import Workflow
-from skyscan.settings.scan import ScanConfig, load_config, load_site, parse_site, site_names
+from skyscan.settings.scan import ScanConfig, load_config
+from skyscan.settings.site import load_site, parse_site, site_names
+from skyscan.workflow import Workflow
 
 # The tests pin 64-pixel jobs (the golden files and the node counts below assume it), whatever the
 # shipped default of pixels_per_job is.
@@ -222,18 +224,18 @@ def test_writer_refuses_what_it_cannot_write_faithfully() -> None:
     wf.add_edge("a", "b")
     wf.add_edge("a", "c")
     with pytest.raises(InputError, match="several child groups"):
-        condor.dag_text(wf)
+        dagwriter.dag_text(wf)
     wf = Workflow()
     wf.add_job("a", "jobs/a.sub")
     with pytest.raises(InputError, match="plain name"):
-        condor.dag_text(wf)
+        dagwriter.dag_text(wf)
     wf = Workflow()
     wf.add_job("a", "a.sub")
     wf.add_job("b", "b.sub")
     wf.add_edge("a", "b")
     wf.add_edge("b", "a")
     with pytest.raises(InputError, match="cycle"):
-        condor.dag_text(wf)
+        dagwriter.dag_text(wf)
 
 
 # --- every template x profile parses and expands ----------------------------------------------------------------
@@ -380,7 +382,7 @@ def test_submit_without_schedd_leaves_the_directory_ready(tmp_path: Path, monkey
     def no_schedd() -> None:
         raise htcondor2.HTCondorException("Unable to locate local daemon.\nsecond line")
 
-    monkeypatch.setattr(condor, "find_schedd", no_schedd)
+    monkeypatch.setattr(schedd, "find_schedd", no_schedd)
     event = write_event(tmp_path)
     out = tmp_path / "scan"
     result = CliRunner().invoke(make_cli(), ["submit", str(event), "-o", str(out)])
@@ -411,7 +413,7 @@ def test_submit_with_a_schedd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         # No condor_dagman here: point the bindings at a stand-in so they can write the DAGMan job.
         return _real_from_dag(name, {**options, "DagmanPath": "/bin/true"})
 
-    monkeypatch.setattr(condor, "find_schedd", Schedd)
+    monkeypatch.setattr(schedd, "find_schedd", Schedd)
     monkeypatch.setattr(htcondor2.Submit, "from_dag", staticmethod(from_dag_offline))
     monkeypatch.delenv("SKYSCAN_PYTHON", raising=False)
     event = write_event(tmp_path)

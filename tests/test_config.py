@@ -9,16 +9,8 @@ import pytest
 import yaml
 
 from skyscan.errors import InputError
-from skyscan.settings.scan import (
-    default_mapping,
-    flag_overrides,
-    load_config,
-    load_site,
-    merge_mappings,
-    parse_config,
-    parse_site,
-    site_names,
-)
+from skyscan.settings.scan import default_mapping, flag_overrides, load_config, merge_mappings, parse_config
+from skyscan.settings.site import load_site, parse_site, site_names
 
 
 def with_change(path: str, value: Any) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from skyscan.dagman.parse import (
-    parse_dag,
+from skyscan.dagman.parse import parse_dag
+from skyscan.dagman.quoting import (
     parse_environment,
     parse_vars,
     quote_vars_value,

@@ -31,7 +31,8 @@ from skyscan.reco import coords
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simulate import TrackSpec, simulate_track
-from skyscan.settings.scan import load_config, load_site
+from skyscan.settings.scan import load_config
+from skyscan.settings.site import load_site
 
 WHEN = datetime(2026, 4, 2, 22, 10, 5, 250_000, tzinfo=timezone.utc)
 
@@ -136,7 +137,7 @@ def _prepared_scan(event: Path, tmp_path: Path) -> Path:
     config = load_config(_config(tmp_path, TINY))
     site = load_site("local")
     paths = write_scan(event, tmp_path / "scan", config, site)
-    from skyscan.condor.submit import submit_environment
+    from skyscan.condor.schedd import submit_environment
 
     os.environ.update(submit_environment(site))
     return paths.outdir

@@ -13,10 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from skyscan.cli.graph import status as status_command
-from skyscan.condor import submit as condor
+from skyscan.condor import dagwriter as condor
+from skyscan.dagman.nodestatus import parse_jobstate_log, parse_node_status
 from skyscan.graph import build as scangraph
-from skyscan.graph.status import format_status, parse_jobstate_log, parse_node_status, scan_status
-from skyscan.settings.scan import ScanConfig, load_config, load_site
+from skyscan.graph.status import format_status, scan_status
+from skyscan.settings.scan import ScanConfig, load_config
+from skyscan.settings.site import load_site
 
 # The tests pin 64-pixel jobs (the golden files and the node counts below assume it), whatever the
 # shipped default of pixels_per_job is.

@@ -750,7 +750,7 @@ def test_condor_backend_submits_and_records_the_cluster(tmp_path: Path, base_doc
 
 # --- shipped files ------------------------------------------------------------------------------------------------
 def test_example_config_is_valid_and_documents_every_setting() -> None:
-    from skyscan.settings.scan import data_dir  # the package's data files, installed or in a source tree
+    from skyscan.resources import data_dir  # the package's data files, installed or in a source tree
 
     example = data_dir("config").joinpath("watch.example.yaml")
     text = example.read_text(encoding="utf-8")

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 import sys
 import threading
 import time
@@ -34,94 +33,35 @@ from pathlib import Path
 from typing import IO, Any
 
 from skyscan.atomic import write_json, write_text
-from skyscan.errors import InputError, SkyscanError
-from skyscan.graph.build import END_STATE, TOP_DAG, read_end_state
-from skyscan.graph.workflow import Workflow
+from skyscan.campaign.graph import (
+    CAMPAIGN_DAG,
+    EVENTS_DIR,
+    REPORT_NODE,
+    REPORT_SUB,
+    WRAPPER,
+    campaign_dag_text,
+    campaign_workflow,
+    install_campaign_wrapper,
+    report_submit_text,
+)
+from skyscan.errors import InputError
+from skyscan.graph.build import read_end_state
+from skyscan.graph.layout import END_STATE, TOP_DAG, ScanLayout
 from skyscan.local.executor import pid_alive
-from skyscan.settings.scan import ScanConfig, SiteProfile, load_config, load_site
+from skyscan.settings.scan import ScanConfig, load_config
+from skyscan.settings.site import SiteProfile, load_site
 
 CAMPAIGN_SCHEMA = "skyscan-campaign/1"
 CAMPAIGN_STATUS_SCHEMA = "skyscan-campaign-status/1"
 MANIFEST = "campaign.json"
-CAMPAIGN_DAG = "campaign.dag"
 CONFIG_FILE = "config.yaml"
-EVENTS_DIR = "events"
 LOGS_DIR = "logs"
 REPORT_DIR = "report"
-REPORT_NODE = "report"
-REPORT_SUB = f"{REPORT_NODE}.sub"  # the DAG writer names the FINAL node's submit file <node>.sub
-WRAPPER = "skyscan-campaign"
-EVENT_CATEGORY = "events"
 DEFAULT_MAX_RUNNING = 20
 #: What ``create_campaign`` writes into CAMPDIR: a directory holding only these may be created into again
 #: (an interrupted ``campaign create`` resumes: write_scan reuses event directories of the same event).
 _OWN_NAMES = frozenset({MANIFEST, CAMPAIGN_DAG, CONFIG_FILE, EVENTS_DIR, LOGS_DIR, REPORT_SUB, WRAPPER})
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_NODES_BEGIN, _NODES_END = "# BEGIN NODES AND EDGES", "# END NODES AND EDGES"
-_WRITER_CHUNK = 25
-_CONDOR_FILES = (".status", ".jobstate.log", ".dagman.out")  # what DAGMan writes beside a DAG it runs
-_SUBDAG_LINE = re.compile(r"^SUBDAG EXTERNAL (\S+) (\S+)/" + re.escape(TOP_DAG) + r"$")
-
-_WRAPPER_TEXT = """#!/usr/bin/env bash
-# skyscan-campaign: the executable of a campaign's FINAL node; runs `skyscan campaign ARGS...` (e.g. `report .`).
-# Written by skyscan campaign create. Environment, as for the scan nodes' skyscan-node wrapper:
-#   SKYSCAN_SETUP   optional: a script sourced first (e.g. one that activates a Python environment)
-#   SKYSCAN_PYTHON  optional: the interpreter, run as  "$SKYSCAN_PYTHON" -m skyscan.cli_campaign ARGS...
-#                   without it, `skyscan campaign ARGS...` is run from PATH
-set -eu
-if [ -n "${SKYSCAN_SETUP:-}" ]; then
-    if [ ! -r "$SKYSCAN_SETUP" ]; then
-        echo "skyscan-campaign: SKYSCAN_SETUP=$SKYSCAN_SETUP is not a readable file" >&2
-        exit 1
-    fi
-    set +u
-    # shellcheck disable=SC1090
-    . "$SKYSCAN_SETUP"
-    set -u
-fi
-if [ -n "${SKYSCAN_PYTHON:-}" ]; then
-    if ! command -v "$SKYSCAN_PYTHON" >/dev/null 2>&1; then
-        echo "skyscan-campaign: SKYSCAN_PYTHON=$SKYSCAN_PYTHON is not an executable" >&2
-        exit 1
-    fi
-    exec "$SKYSCAN_PYTHON" -m skyscan.cli_campaign "$@"
-fi
-if ! command -v skyscan >/dev/null 2>&1; then
-    echo "skyscan-campaign: no 'skyscan' command on PATH (set SKYSCAN_PYTHON or SKYSCAN_SETUP)" >&2
-    exit 1
-fi
-exec skyscan campaign "$@"
-"""
-
-_REPORT_TEMPLATE = """\
-# skyscan campaign FINAL node: once every event DAG has finished, whatever their outcome, write the
-# campaign report into report/ (`skyscan campaign report .`; docs/campaigns.md). It reads every event
-# directory, so it runs where the campaign directory is (a shared file system, or the submit host).
-# Rendered from the site profile like the scans' merge node.
-universe                = $(SKYSCAN_UNIVERSE)
-executable              = skyscan-campaign
-arguments               = "report ."
-batch_name              = $(SKYSCAN_BATCH_NAME)
-log                     = logs/$(JOB).log
-output                  = logs/$(JOB).out
-error                   = logs/$(JOB).err
-request_cpus            = $(SKYSCAN_REQUEST_CPUS)
-request_memory          = $(SKYSCAN_REQUEST_MEMORY)
-request_disk            = $(SKYSCAN_REQUEST_DISK)
-should_transfer_files   = $(SKYSCAN_SHOULD_TRANSFER_FILES)
-container_image         = $(SKYSCAN_CONTAINER_IMAGE)
-+SingularityImage       = $(SKYSCAN_SINGULARITY_IMAGE)
-accounting_group        = $(SKYSCAN_ACCOUNTING_GROUP)
-requirements            = $(SKYSCAN_REQUIREMENTS)
-environment             = $(SKYSCAN_ENVIRONMENT)
-on_exit_hold            = $(SKYSCAN_ON_EXIT_HOLD)
-on_exit_hold_subcode    = $(SKYSCAN_ON_EXIT_HOLD_SUBCODE)
-on_exit_hold_reason     = $(SKYSCAN_ON_EXIT_HOLD_REASON)
-periodic_release        = $(SKYSCAN_PERIODIC_RELEASE)
-periodic_remove         = $(SKYSCAN_PERIODIC_REMOVE)
-$(SKYSCAN_EXTRA)
-queue
-"""
 
 
 def _utcnow() -> str:
@@ -362,89 +302,6 @@ def _check_campdir(folder: Path) -> None:
             raise InputError(f"{folder}: not empty ({foreign[0]}) and holds no campaign; choose another directory")
 
 
-def campaign_workflow(names: Sequence[str], max_running: int) -> Workflow:
-    """The top-level graph: one external sub-DAG per event in the throttled ``events`` category; FINAL report."""
-    from skyscan.condor.submit import WRAPPER_ENV
-
-    wf = Workflow(
-        maxjobs={EVENT_CATEGORY: max_running},
-        node_status_file=f"{CAMPAIGN_DAG}.status",
-        jobstate_log=f"{CAMPAIGN_DAG}.jobstate.log",
-        getenv=WRAPPER_ENV,
-    )
-    for name in names:
-        wf.add_subdag(name, f"{EVENTS_DIR}/{name}/{TOP_DAG}", category=EVENT_CATEGORY)
-    wf.set_final(REPORT_NODE, REPORT_SUB)
-    return wf
-
-
-def _with_node_dirs(text: str, count: int) -> str:
-    """Run each event's sub-DAG in its own folder: ``SUBDAG EXTERNAL n events/n/skyscan.dag`` becomes
-    ``SUBDAG EXTERNAL n skyscan.dag DIR events/n`` (DAGMan submits a sub-DAG from its DIR and its files are
-    relative to it; the generic workflow model has no DIR, so it is added here)."""
-    out: list[str] = []
-    rewritten = 0
-    for line in text.splitlines():
-        m = _SUBDAG_LINE.match(line)
-        if m:
-            line = f"SUBDAG EXTERNAL {m.group(1)} {TOP_DAG} DIR {m.group(2)}"
-            rewritten += 1
-        out.append(line)
-    if rewritten != count:
-        raise SkyscanError(f"campaign DAG: expected {count} SUBDAG lines from the writer, found {rewritten}")
-    return "\n".join(out) + "\n"
-
-
-def _node_block(text: str) -> list[str]:
-    """The lines between the writer's node markers."""
-    lines = text.splitlines()
-    try:
-        start, end = lines.index(_NODES_BEGIN), lines.index(_NODES_END)
-    except ValueError:
-        raise SkyscanError("campaign DAG: the writer's node markers are missing") from None
-    return lines[start + 1 : end]
-
-
-def campaign_dag_text(names: Sequence[str], max_running: int) -> str:
-    """campaign.dag (no absolute path, no time stamp: the same events give the same file).
-
-    The event nodes are rendered by the DAG writer in chunks of ``_WRITER_CHUNK``: the writer looks up each
-    node's children by rebuilding the map of the whole DAG, which makes one call quadratic in the number of
-    nodes (about 8 s for 1,000 events); independent nodes can be written in pieces with the same result.
-    """
-    from skyscan.condor.submit import dag_text
-
-    header = (
-        f"# skyscan campaign DAG: {len(names)} events, at most {max_running} event DAGs at once (MAXJOBS "
-        f"{EVENT_CATEGORY}).\n# Written by skyscan campaign create; regenerate it rather than editing it "
-        "(docs/campaigns.md).\n"
-    )
-    frame = dag_text(campaign_workflow([], max_running), header).splitlines()
-    body: list[str] = []
-    for i in range(0, len(names), _WRITER_CHUNK):
-        body += _node_block(dag_text(campaign_workflow(names[i : i + _WRITER_CHUNK], max_running)))
-    at = frame.index(_NODES_END)
-    return _with_node_dirs("\n".join([*frame[:at], *body, *frame[at:]]) + "\n", len(names))
-
-
-def report_submit_text(site: SiteProfile, config: ScanConfig, batch_name: str, python: str | None = None) -> str:
-    """report.sub, filled from the site profile like the merge node (same universe, resources, environment)."""
-    from skyscan.condor.submit import check_submit, render_template, submit_macros
-
-    macros = submit_macros("merge", site, config, batch_name, python)
-    body = render_template(_REPORT_TEMPLATE, macros, REPORT_SUB)
-    text = f"# Written by skyscan campaign create for site profile {site.name!r}.\n" + body
-    check_submit(text, REPORT_SUB)
-    return str(text)
-
-
-def install_campaign_wrapper(campdir: Path) -> Path:
-    target = campdir / WRAPPER
-    write_text(target, _WRAPPER_TEXT)
-    target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR)
-    return target
-
-
 def create_campaign(
     inputs: Sequence[str],
     campdir: str | os.PathLike[str],
@@ -679,10 +536,11 @@ def event_status(folder: Path, entry: EventEntry) -> EventStatus:
     """State, stage, pixels and wall time of one event's scan directory."""
     from skyscan.graph.status import scan_status
 
-    runstate = read_json_object(folder / f"{TOP_DAG}.runstate.json")
+    layout = ScanLayout(folder)
+    runstate = read_json_object(layout.runstate(TOP_DAG))
     end = read_end_state(folder)
     alive = runstate is not None and runstate.get("finished") is None and pid_alive(runstate.get("pid"))
-    summary = read_json_object(folder / "summary.json")
+    summary = read_json_object(layout.summary)
     wall = local_wall_seconds(runstate, alive)
     if wall is None:
         wall = _condor_wall_seconds(folder)
@@ -691,7 +549,7 @@ def event_status(folder: Path, entry: EventEntry) -> EventStatus:
         return EventStatus(entry.name, entry.run_id, entry.event_id, "done", "done", scanned, scanned, wall)
     if not folder.is_dir():
         return EventStatus(entry.name, entry.run_id, entry.event_id, "failed", "-", 0, 0, None, reason="no directory")
-    if runstate is None and end is None and not any((folder / f"{TOP_DAG}{s}").exists() for s in _CONDOR_FILES):
+    if runstate is None and end is None and not any(p.exists() for p in layout.condor_files(TOP_DAG)):
         return EventStatus(entry.name, entry.run_id, entry.event_id, "waiting", "-", 0, 0, None)
     try:
         st = scan_status(folder)
@@ -712,10 +570,10 @@ def event_status(folder: Path, entry: EventEntry) -> EventStatus:
 
 
 def _condor_wall_seconds(folder: Path) -> float | None:
-    from skyscan.graph.status import parse_jobstate_log
+    from skyscan.dagman.nodestatus import parse_jobstate_log
 
     try:
-        text = (folder / f"{TOP_DAG}.jobstate.log").read_text(encoding="utf-8")
+        text = ScanLayout(folder).jobstate_log(TOP_DAG).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     started, finished, _ = parse_jobstate_log(text)
@@ -884,7 +742,7 @@ def run_campaign(
     stop_event: threading.Event | None = None,
 ) -> CampaignRun:
     """Run (or resume) the campaign with the local executor: finished events are not redone."""
-    from skyscan.condor.submit import submit_environment
+    from skyscan.condor.schedd import submit_environment
     from skyscan.local.executor import run_dag
 
     manifest = read_manifest(campdir)
@@ -905,7 +763,7 @@ def run_campaign(
 
 def submit_campaign(campdir: str | os.PathLike[str], dry_run: bool = False) -> tuple[int | None, str]:
     """Submit campaign.dag to HTCondor; (cluster id or None for a dry run, the equivalent command)."""
-    from skyscan.condor.submit import submit_command, submit_dag, submit_environment
+    from skyscan.condor.schedd import submit_command, submit_dag, submit_environment
 
     manifest = read_manifest(campdir)
     site = _site_of(manifest)

@@ -37,6 +37,9 @@ from skyscan.campaign.core import (
     read_manifest,
 )
 from skyscan.errors import InputError
+from skyscan.graph.layout import ScanLayout
+from skyscan.products.columns import REGION_FIELDS, SUMMARY_COLUMNS, THRESHOLD, Column, level_columns, summary_values
+from skyscan.products.summary import SUMMARY_FILE, Summary, read_summary
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -52,56 +55,57 @@ NOMINAL = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 LABELS = ("50", "90")
 
 
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # "str" | "int" | "float" | "flag" (1 inside, 0 outside, missing unknown)
-    unit: str
-    description: str
+_BEST_FIT_COLUMNS = ("ra_deg", "dec_deg", "zenith_deg", "azimuth_deg", "llh", "nside", "containment_method")
+_FROM_SUMMARY: tuple[str, ...] = (
+    *_BEST_FIT_COLUMNS,
+    *(c.name for label in LABELS for c in level_columns(label)),
+    "pixels_scanned",
+    "pixels_failed",
+)
+
+# Earlier column name -> the shared name (skyscan.products.columns). The catalog files carry both, the earlier
+# names as the last columns, so that existing scripts keep working (docs/campaigns.md lists them).
+ALIASES: dict[str, str] = {
+    "best_nside": "nside",
+    "containment": "containment_method",
+    **{f"{f.stem}{label}_{f.suffix}": f.column_name(label) for label in LABELS for f in REGION_FIELDS},
+}
 
 
-def _level_columns(label: str) -> list[Column]:
-    return [
-        Column(f"level{label}_2dllh", "float", "", f"2*delta-llh of the {label}% region"),
-        Column(f"area{label}_deg2", "float", "deg2", f"area of the {label}% region"),
-        Column(f"ra_plus{label}_deg", "float", "deg", f"{label}% region: RA extent above the best fit"),
-        Column(f"ra_minus{label}_deg", "float", "deg", f"{label}% region: RA extent below the best fit"),
-        Column(f"dec_plus{label}_deg", "float", "deg", f"{label}% region: Dec extent above the best fit"),
-        Column(f"dec_minus{label}_deg", "float", "deg", f"{label}% region: Dec extent below the best fit"),
-    ]
+def _alias_columns(columns: Sequence[Column]) -> tuple[Column, ...]:
+    by_name = {c.name: c for c in columns}
+    return tuple(
+        Column(alias, by_name[name].type, by_name[name].unit, f"same as {name} (earlier name, kept for scripts)")
+        for alias, name in ALIASES.items()
+    )
 
 
-COLUMNS: tuple[Column, ...] = (
-    Column("name", "str", "", "event name: its folder under events/ (rejected inputs: the file name)"),
-    Column("run_id", "int", "", "run id (-1 in HDF5 when unknown)"),
-    Column("event_id", "int", "", "event id (-1 in HDF5 when unknown)"),
-    Column("event_time", "str", "", "event time, ISO 8601 UTC"),
-    Column("state", "str", "", "done | failed | interrupted | running | waiting | rejected"),
-    Column("note", "str", "", "why an event was rejected or failed; region notes"),
-    Column("ra_deg", "float", "deg", "best-fit right ascension (J2000)"),
-    Column("dec_deg", "float", "deg", "best-fit declination (J2000)"),
-    Column("zenith_deg", "float", "deg", "best fit, detector zenith"),
-    Column("azimuth_deg", "float", "deg", "best fit, detector azimuth"),
-    Column("llh", "float", "", "-ln L of the best-fit pixel"),
-    Column("best_nside", "int", "", "nside of the best-fit pixel"),
-    Column("containment", "str", "", "containment method of the regions (wilks, calibrated, custom)"),
-    *_level_columns("50"),
-    *_level_columns("90"),
-    Column("pixels_scanned", "int", "", "distinct pixels scanned"),
-    Column("pixels_failed", "int", "", "pixels whose fit failed"),
-    Column("failed_nodes", "int", "", "graph nodes that failed"),
-    Column("wall_seconds", "float", "s", "elapsed time of the event's scan graph"),
-    Column("energy_gev", "float", "GeV", "energy recorded in the event (simulation: the muon energy)"),
-    Column("ref_source", "str", "", "truth (simulation) | reference (--reference file) | empty"),
-    Column("ref_ra_deg", "float", "deg", "reference right ascension"),
-    Column("ref_dec_deg", "float", "deg", "reference declination"),
-    Column("ref_ra_err_deg", "float", "deg", "reference RA error, if the reference file gives one"),
-    Column("ref_dec_err_deg", "float", "deg", "reference Dec error, if the reference file gives one"),
-    Column("ang_error_deg", "float", "deg", "angular distance from the best fit to the reference"),
-    Column("ref_dllh2", "float", "", "2*delta-llh of the map pixel holding the reference"),
+_MAIN_COLUMNS: tuple[Column, ...] = (
+    Column("name", "string", "", "event name: its folder under events/ (rejected inputs: the file name)"),
+    Column("run_id", "integer", "", "run id (-1 in HDF5 when unknown)"),
+    Column("event_id", "integer", "", "event id (-1 in HDF5 when unknown)"),
+    Column("event_time", "string", "", "event time, ISO 8601 UTC"),
+    Column("state", "string", "", "done | failed | interrupted | running | waiting | rejected"),
+    Column("note", "string", "", "why an event was rejected or failed; region notes"),
+    *(SUMMARY_COLUMNS[name] for name in _BEST_FIT_COLUMNS),
+    *level_columns("50"),
+    *level_columns("90"),
+    SUMMARY_COLUMNS["pixels_scanned"],
+    SUMMARY_COLUMNS["pixels_failed"],
+    Column("failed_nodes", "integer", "", "graph nodes that failed"),
+    Column("wall_seconds", "number", "s", "elapsed time of the event's scan graph"),
+    Column("energy_gev", "number", "GeV", "energy recorded in the event (simulation: the muon energy)"),
+    Column("ref_source", "string", "", "truth (simulation) | reference (--reference file) | empty"),
+    Column("ref_ra_deg", "number", "deg", "reference right ascension"),
+    Column("ref_dec_deg", "number", "deg", "reference declination"),
+    Column("ref_ra_err_deg", "number", "deg", "reference RA error, if the reference file gives one"),
+    Column("ref_dec_err_deg", "number", "deg", "reference Dec error, if the reference file gives one"),
+    Column("ang_error_deg", "number", "deg", "angular distance from the best fit to the reference"),
+    Column("ref_dllh2", "number", "", "2*delta-llh of the map pixel holding the reference"),
     Column("ref_in50", "flag", "", "reference inside the 50% region (1/0)"),
     Column("ref_in90", "flag", "", "reference inside the 90% region (1/0)"),
 )
+COLUMNS: tuple[Column, ...] = (*_MAIN_COLUMNS, *_alias_columns(_MAIN_COLUMNS))
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
 
@@ -181,13 +185,9 @@ def _num(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def load_map(folder: Path) -> Any:
     """The event's multi-order map: skymap.h5 when the merge wrote one, else rebuilt from stage*/scan-*.h5."""
-    h5 = folder / "skymap.h5"
+    h5 = ScanLayout(folder).skymap_h5
     if h5.is_file():
         from skyscan.products.skymapio import read_skymap_h5
 
@@ -200,19 +200,10 @@ def load_map(folder: Path) -> Any:
 
 def map_from_stages(folder: Path) -> Any:
     """build_multiorder over every scan-node result file (contract datasets nside, ipix, llh, x, y, z, t, status)."""
-    import h5py
+    from skyscan.nodes.results import read_fits
+    from skyscan.products.moc import build_multiorder
 
-    from skyscan.products.moc import StageResult, build_multiorder
-
-    stages = []
-    for path in sorted(folder.glob("stage*/scan-s*-*.h5")):
-        try:
-            with h5py.File(path, "r") as f:
-                values = {k: np.asarray(f[k][()]) for k in ("ipix", "llh", "x", "y", "z", "t", "status")}
-                nside = int(np.asarray(f["nside"][()]))
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise InputError(f"{path}: unreadable scan result ({exc.__class__.__name__})") from None
-        stages.append(StageResult(nside=nside, **values))
+    stages = [read_fits(path).stage_result() for _, path in ScanLayout(folder).list_all_results()]
     if not stages:
         raise InputError(f"{folder}: no skymap.h5 and no stage results")
     return build_multiorder(stages)
@@ -231,19 +222,18 @@ def dllh2_at(m: Any, ra_deg: float, dec_deg: float) -> float:
     return float(m.dllh2[row])
 
 
-def _truth_reference(folder: Path, summary: Mapping[str, Any] | None) -> tuple[Reference | None, float | None]:
+def _truth_reference(folder: Path, summary: Summary | None) -> tuple[Reference | None, float | None]:
     """(truth as a reference, event energy) from summary.json's truth or the event's own truth record.
 
     Without a summary (the scan is not done) there is nothing to compare the truth with: it is not converted."""
     energy: float | None = None
-    event_doc = read_json_object(folder / "event.json")
+    event_doc = read_json_object(ScanLayout(folder).event)
     if event_doc is not None:
         energy = _num(event_doc.get("energy_gev"))
     if summary is None:
         return None, energy
-    truth = summary.get("truth")
-    if isinstance(truth, dict) and _num(truth.get("ra_deg")) is not None and _num(truth.get("dec_deg")) is not None:
-        return Reference(float(truth["ra_deg"]), float(truth["dec_deg"]), source="truth"), energy
+    if summary.truth is not None:
+        return Reference(summary.truth.ra_deg, summary.truth.dec_deg, source="truth"), energy
     if event_doc is None or not isinstance(event_doc.get("truth"), dict):
         return None, energy
     from skyscan import iers_cache
@@ -251,7 +241,7 @@ def _truth_reference(folder: Path, summary: Mapping[str, Any] | None) -> tuple[R
     from skyscan.reco.simbatch import truth_radec_deg
 
     try:
-        ef = read_event(folder / "event.json")
+        ef = read_event(ScanLayout(folder).event)
     except InputError:
         return None, energy
     if ef.truth is None:
@@ -263,6 +253,13 @@ def _truth_reference(folder: Path, summary: Mapping[str, Any] | None) -> tuple[R
 
 def _empty_row() -> dict[str, Any]:
     return {c.name: None for c in COLUMNS}
+
+
+def _fill_aliases(row: dict[str, Any]) -> dict[str, Any]:
+    """The earlier column names carry the same values as the shared ones."""
+    for alias, name in ALIASES.items():
+        row[alias] = row[name]
+    return row
 
 
 def event_row(
@@ -278,32 +275,21 @@ def event_row(
     row["wall_seconds"] = st.wall_seconds
     row["failed_nodes"] = len(st.failed_nodes)
     notes = [f"failed nodes: {', '.join(st.failed_nodes)}"] if st.failed_nodes else []
-    summary = read_json_object(folder / "summary.json") if st.state == "done" else None
+    summary: Summary | None = None
+    if st.state == "done":
+        try:
+            summary = read_summary(folder / SUMMARY_FILE)
+        except InputError as exc:
+            notes.append(f"summary unusable: {exc}")
     if summary is not None:
-        best = summary.get("best_fit") or {}
-        row.update(
-            ra_deg=_num(best.get("ra_deg")),
-            dec_deg=_num(best.get("dec_deg")),
-            zenith_deg=_num(best.get("zenith_deg")),
-            azimuth_deg=_num(best.get("azimuth_deg")),
-            llh=_num(best.get("llh")),
-            best_nside=_int(best.get("nside")),
-        )
-        if isinstance(summary.get("event_time"), str):
-            row["event_time"] = summary["event_time"]
-        cont = summary.get("containment") or {}
-        row["containment"] = cont.get("method")
+        values = summary_values(summary, LABELS)
+        row.update({name: values[name] for name in _FROM_SUMMARY})
+        if summary.event_time is not None:
+            row["event_time"] = summary.event_time
         for label in LABELS:
-            reg = cont.get(label) or {}
-            row[f"level{label}_2dllh"] = _num(reg.get("level_2dllh"))
-            row[f"area{label}_deg2"] = _num(reg.get("area_deg2"))
-            for key in ("ra_plus", "ra_minus", "dec_plus", "dec_minus"):
-                row[f"{key}{label}_deg"] = _num(reg.get(f"{key}_deg"))
-            if reg.get("note"):
-                notes.append(f"{label}%: {reg['note']}")
-        pix = summary.get("pixels") or {}
-        row["pixels_scanned"] = _int(pix.get("scanned"))
-        row["pixels_failed"] = _int(pix.get("failed"))
+            reg = summary.region(label)
+            if reg is not None and reg.note:
+                notes.append(f"{label}%: {reg.note}")
     else:
         row["pixels_scanned"] = st.pixels_done if st.pixels_total else None
     truth, energy = _truth_reference(folder, summary)
@@ -328,13 +314,13 @@ def event_row(
         else:
             row["ref_dllh2"] = value if math.isfinite(value) else None
             for label in LABELS:
-                level = row[f"level{label}_2dllh"]
+                level = row[THRESHOLD.column_name(label)]
                 if level is not None:
                     row[f"ref_in{label}"] = bool(math.isfinite(value) and value <= level)
     if st.reason:
         notes.append(st.reason)
     row["note"] = "; ".join(notes) or None
-    return row
+    return _fill_aliases(row)
 
 
 def rejected_rows(manifest: Manifest) -> list[dict[str, Any]]:
@@ -361,9 +347,9 @@ def build_catalog(
 def _csv_cell(col: Column, value: Any) -> str:
     if value is None:
         return ""
-    if col.kind == "flag":
+    if col.type == "flag":
         return "1" if value else "0"
-    if col.kind == "float":
+    if col.type == "number":
         return f"{float(value):.6g}" if col.unit != "s" else f"{float(value):.3f}"
     return str(value)
 
@@ -389,11 +375,11 @@ def write_catalog_h5(path: Path, rows: Sequence[Mapping[str, Any]], attrs: Mappi
         for col in COLUMNS:
             values = [row.get(col.name) for row in rows]
             data: Any
-            if col.kind == "str":
+            if col.type == "string":
                 data = np.asarray(["" if v is None else str(v) for v in values], dtype=h5py.string_dtype("utf-8"))
-            elif col.kind == "int":
+            elif col.type == "integer":
                 data = np.asarray([-1 if v is None else int(v) for v in values], dtype=np.int64)
-            elif col.kind == "flag":
+            elif col.type == "flag":
                 data = np.asarray([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
             else:
                 data = np.asarray([math.nan if v is None else float(v) for v in values], dtype=np.float64)

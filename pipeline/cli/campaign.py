@@ -86,7 +86,8 @@ def create(
       skyscan campaign create 'alerts/*.json' list.txt -o camp/ --site osg --max-running 50
     """
     from skyscan.campaign.core import create_campaign
-    from skyscan.settings.scan import load_config, load_site
+    from skyscan.settings.scan import load_config
+    from skyscan.settings.site import load_site
 
     overrides: dict[str, Any] = {}
     if containment is not None:

@@ -45,9 +45,10 @@ def submit(
       skyscan submit event.json -o scans/run12-ev345
       skyscan submit event.json -o scan/ --site osg --config my-plan.yaml --dry-run
     """
-    from skyscan.condor.submit import submit_command, submit_dag, submit_environment
+    from skyscan.condor.schedd import submit_command, submit_dag, submit_environment
     from skyscan.graph.build import TOP_DAG, write_scan
-    from skyscan.settings.scan import flag_overrides, load_config, load_site
+    from skyscan.settings.scan import flag_overrides, load_config
+    from skyscan.settings.site import load_site
 
     config = load_config(config_path, flag_overrides(rule=rule, maxjobs=maxjobs, retries=retries))
     profile = load_site(site)

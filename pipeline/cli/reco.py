@@ -261,9 +261,9 @@ def example(output: str) -> None:
     Example:
       skyscan example -o example.json && skyscan run example.json -o example-scan
     """
-    from importlib import resources
+    from skyscan.resources import data_text
 
-    text = resources.files("skyscan").joinpath("data/example-event.json").read_text(encoding="utf-8")
+    text = data_text("config", "examples/example-event.json")
     write_text(output, text)
     click.echo(f"wrote {output}")
 

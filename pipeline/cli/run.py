@@ -37,7 +37,7 @@ def run(
       skyscan run event.json -o scan/ --jobs 4 --containment calibrated
     """
     from skyscan.errors import InputError
-    from skyscan.local.run import run_scan
+    from skyscan.graph.localrun import run_scan
     from skyscan.settings.scan import flag_overrides, load_config
 
     if jobs is not None and jobs < 1:
@@ -52,15 +52,14 @@ def run(
         click.echo(f"stopped; run the same command again to resume ({outdir})", err=True)
         raise SystemExit(130)
     click.echo(f"scan {outcome.state} in {res.seconds:.1f} s: {outdir}")
-    if outcome.summary:
+    if outcome.summary is not None:
         s = outcome.summary
-        best = s.get("best_fit", {})
-        c90 = s.get("containment", {}).get("90", {})
+        c90 = s.region("90")
+        area90 = c90.area_deg2 if c90 is not None and c90.area_deg2 is not None else float("nan")
         click.echo(
-            f"best fit RA {best.get('ra_deg', float('nan')):.2f} deg, Dec {best.get('dec_deg', float('nan')):.2f} deg; "
-            f"90% area {c90.get('area_deg2', float('nan')):.2f} deg2"
+            f"best fit RA {s.best_fit.ra_deg:.2f} deg, Dec {s.best_fit.dec_deg:.2f} deg; 90% area {area90:.2f} deg2"
         )
-        for name, rel in sorted(s.get("products", {}).items()):
+        for name, rel in sorted(s.products.items()):
             click.echo(f"  {name}: {os.path.join(outdir, rel)}")
     if outcome.state != "done":
         failed = ", ".join(res.failed) or "see logs/"

@@ -1,21 +1,35 @@
-"""Parse the subset of the HTCondor DAGMan language that skyscan writes, plus submit-file quoting helpers.
+"""Parse the subset of the HTCondor DAGMan language that skyscan writes.
 
 The local executor (``skyscan.local.executor``) runs the very files that ``condor_submit_dag`` would run, so the
 parser follows DAGMan's rules (case-insensitive keywords, case-sensitive node names, forward references,
 "last statement wins") instead of inventing a dialect. It knows nothing about skyscan's node names.
-Every problem is reported as one ``InputError`` line naming the file and line.
+Every problem is reported as one ``InputError`` line naming the file and line. The quoting rules (VARS values,
+submit-file ``arguments``/``environment``) live in :mod:`skyscan.dagman.quoting`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from skyscan.dagman.quoting import parse_environment, parse_vars, split_arguments
 from skyscan.errors import InputError
+
+__all__ = [
+    "IGNORED_COMMANDS",
+    "Dag",
+    "DagNode",
+    "DagScript",
+    "NodeKind",
+    "check_acyclic",
+    "dag_digest",
+    "parse_dag",
+    # quoting helpers, re-exported for callers that import them from here
+    "parse_environment",
+    "split_arguments",
+]
 
 NodeKind = Literal["job", "subdag"]
 
@@ -24,11 +38,10 @@ IGNORED_COMMANDS = frozenset({"DOT", "SET_JOB_ATTR", "ABORT-DAG-ON", "ENV", "REJ
 
 _ALL_NODES = "ALL_NODES"
 _RESERVED_NAMES = frozenset({"PARENT", "CHILD", _ALL_NODES})
-_MACRO_NAME = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_.]*\Z")
 
 
 @dataclass
-class Script:
+class DagScript:
     """A PRE or POST script as written on a SCRIPT line (macros like ``$JOB`` are not yet substituted)."""
 
     when: Literal["PRE", "POST"]
@@ -41,7 +54,7 @@ class Script:
 
 
 @dataclass
-class Node:
+class DagNode:
     """One DAG node: a job (JOB or FINAL) or an external sub-DAG (SUBDAG EXTERNAL)."""
 
     name: str
@@ -56,8 +69,8 @@ class Node:
     prepend_vars: set[str] = field(default_factory=set)  # keys the submit file may override (VARS PREPEND)
     parents: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
-    pre: Script | None = None
-    post: Script | None = None
+    pre: DagScript | None = None
+    post: DagScript | None = None
     retry: int = 0
     retry_unless_exit: int | None = None
     pre_skip: int | None = None
@@ -71,7 +84,7 @@ class Dag:
 
     path: Path
     digest: str
-    nodes: dict[str, Node]
+    nodes: dict[str, DagNode]
     final: str | None = None
     maxjobs: dict[str, int] = field(default_factory=dict)
     node_status_file: str | None = None
@@ -83,7 +96,7 @@ class Dag:
         """Relative paths in the DAG are resolved here (like ``condor_submit_dag -usedagdir``)."""
         return self.path.parent
 
-    def node_dir(self, node: Node) -> Path:
+    def node_dir(self, node: DagNode) -> Path:
         """The directory a node's files and scripts are relative to (its DIR, else the DAG's directory)."""
         if node.dir is None:
             return self.directory
@@ -153,7 +166,7 @@ class _Parser:
             raise self.error(lineno, f"{keyword} needs a node name and a file")
         name, file = args[0], args[1]
         self.check_new_name(lineno, name)
-        node = Node(name=name, kind=kind, file=file, line=lineno, final=keyword == "FINAL")
+        node = DagNode(name=name, kind=kind, file=file, line=lineno, final=keyword == "FINAL")
         rest = args[2:]
         i = 0
         while i < len(rest):
@@ -183,13 +196,13 @@ class _Parser:
             raise self.error(lineno, f"duplicate node name {name!r} (first defined on line {first})")
 
     # -- helpers for the second pass --------------------------------------------------------------
-    def node(self, lineno: int, name: str) -> Node:
+    def node(self, lineno: int, name: str) -> DagNode:
         try:
             return self.dag.nodes[name]
         except KeyError:
             raise self.error(lineno, f"unknown node {name!r}") from None
 
-    def targets(self, lineno: int, name: str) -> list[Node]:
+    def targets(self, lineno: int, name: str) -> list[DagNode]:
         """Nodes a per-node command applies to; ALL_NODES means every node except FINAL (as DAGMan)."""
         if name.upper() == _ALL_NODES:
             return [n for n in self.dag.nodes.values() if not n.final]
@@ -274,7 +287,7 @@ class _Parser:
         if when not in ("PRE", "POST"):
             raise self.error(lineno, f"SCRIPT type must be PRE, POST or HOLD, not {words[0]!r}")
         for node in self.targets(lineno, words[1]):
-            script = Script(
+            script = DagScript(
                 when="PRE" if when == "PRE" else "POST",
                 executable=words[2],
                 arguments=list(words[3:]),
@@ -392,129 +405,3 @@ def check_acyclic(dag: Dag, edge_lines: dict[tuple[str, str], int], filename: st
     where = f"{filename}:{lines[-1]}" if lines else filename
     shown = ", ".join(stuck[:5]) + (", ..." if len(stuck) > 5 else "")
     raise InputError(f"{where}: the DAG has a cycle involving nodes {shown}")
-
-
-def parse_vars(text: str) -> list[tuple[str, str]]:
-    """Parse ``key="value" key2="v \\"q\\""``: values in double quotes, ``\\"`` and ``\\\\`` escaped."""
-    pairs: list[tuple[str, str]] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            return pairs
-        eq = text.find("=", i)
-        if eq < 0:
-            raise ValueError(f"expected key=\"value\" at {text[i:]!r}")
-        key = text[i:eq].strip()
-        if not _MACRO_NAME.match(key):
-            raise ValueError(f"invalid VARS macro name {key!r}")
-        if key.lower().startswith("queue"):
-            raise ValueError(f"VARS macro name {key!r} must not begin with 'queue'")
-        i = eq + 1
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n or text[i] != '"':
-            raise ValueError(f"the value of VARS {key!r} must be enclosed in double quotes")
-        i += 1
-        value: list[str] = []
-        while True:
-            if i >= n:
-                raise ValueError(f"unterminated double quote in the value of VARS {key!r}")
-            ch = text[i]
-            if ch == "\\" and i + 1 < n and text[i + 1] in ('"', "\\"):
-                value.append(text[i + 1])
-                i += 2
-                continue
-            if ch == '"':
-                i += 1
-                break
-            value.append(ch)
-            i += 1
-        if i < n and not text[i].isspace():
-            raise ValueError(f"expected whitespace after the value of VARS {key!r}")
-        pairs.append((key, "".join(value)))
-
-
-def quote_vars_value(value: str) -> str:
-    """The inverse of the value part of ``parse_vars`` (useful for writers and tests)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def split_arguments(value: str) -> list[str]:
-    """Split a submit-file ``arguments`` value into argv words, in HTCondor's new or old syntax.
-
-    New syntax (the whole value in double quotes): whitespace separates, single quotes group (``''``
-    inside them is a literal quote) and ``""`` is a literal double quote. Old syntax: plain whitespace
-    separation, ``\\"`` is a literal double quote.
-    """
-    stripped = value.strip()
-    if not stripped:
-        return []
-    if stripped.startswith('"'):
-        if len(stripped) < 2 or not stripped.endswith('"'):
-            raise ValueError(f"arguments in new syntax must end with a double quote: {value!r}")
-        return _split_new_syntax(stripped[1:-1], what="arguments")
-    return [word.replace('\\"', '"') for word in stripped.split()]
-
-
-def _split_new_syntax(body: str, what: str) -> list[str]:
-    words: list[str] = []
-    current: list[str] = []
-    started = False
-    in_single = False
-    i, n = 0, len(body)
-    while i < n:
-        ch = body[i]
-        if ch == '"':
-            if i + 1 < n and body[i + 1] == '"':
-                current.append('"')
-                started = True
-                i += 2
-                continue
-            raise ValueError(f"unescaped double quote in {what} (write it as \"\"): {body!r}")
-        if in_single:
-            if ch == "'":
-                if i + 1 < n and body[i + 1] == "'":
-                    current.append("'")
-                    i += 2
-                    continue
-                in_single = False
-            else:
-                current.append(ch)
-        elif ch == "'":
-            in_single = True
-            started = True
-        elif ch.isspace():
-            if started:
-                words.append("".join(current))
-                current, started = [], False
-        else:
-            current.append(ch)
-            started = True
-        i += 1
-    if in_single:
-        raise ValueError(f"unterminated single quote in {what}: {body!r}")
-    if started:
-        words.append("".join(current))
-    return words
-
-
-def parse_environment(value: str) -> dict[str, str]:
-    """Parse a submit-file ``environment`` value: new syntax ``"A=1 B='x y'"`` or old syntax ``A=1;B=2``."""
-    stripped = value.strip()
-    if not stripped:
-        return {}
-    if stripped.startswith('"'):
-        if len(stripped) < 2 or not stripped.endswith('"'):
-            raise ValueError(f"environment in new syntax must end with a double quote: {value!r}")
-        words: Iterable[str] = _split_new_syntax(stripped[1:-1], what="environment")
-    else:
-        words = [w.strip() for w in stripped.split(";") if w.strip()]
-    env: dict[str, str] = {}
-    for word in words:
-        key, eq, val = word.partition("=")
-        if not eq or not key:
-            raise ValueError(f"environment entry {word!r} is not NAME=value")
-        env[key] = val
-    return env

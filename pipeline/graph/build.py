@@ -6,7 +6,8 @@ The top-level DAG (written by ``skyscan submit``/``skyscan run``)::
 
 ``stage<k>`` is an external sub-DAG whose file is written at run time by its PRE script
 (``./skyscan-node plan . --stage k``): only then are the pixels to refine known. docs/graph.md explains
-every node and how a scan resumes.
+every node and how a scan resumes. The directory's file names are ``skyscan.graph.layout``'s; the batch and
+result files are read and written by ``skyscan.nodes.results``.
 """
 
 from __future__ import annotations
@@ -23,57 +24,34 @@ import numpy.typing as npt
 
 from skyscan.atomic import write_json, write_text
 from skyscan.errors import InputError, SkyscanError
+from skyscan.graph.layout import END_STATE as END_STATE
+from skyscan.graph.layout import TOP_DAG as TOP_DAG
+from skyscan.graph.layout import WRAPPER as WRAPPER
+from skyscan.graph.layout import ScanLayout, stage_node_name, submit_file_name
+from skyscan.graph.layout import batch_name as batch_name
+from skyscan.graph.layout import batch_path as batch_path
+from skyscan.graph.layout import jobstate_log_name as jobstate_log_name
+from skyscan.graph.layout import result_path as result_path
+from skyscan.graph.layout import scan_node_name as scan_node_name
+from skyscan.graph.layout import stage_dag_name as stage_dag_name
+from skyscan.graph.layout import stage_dir as stage_dir
+from skyscan.graph.layout import status_file_name as status_file_name
 from skyscan.graph.refine import Selection, all_pixels, batch_count, select_stage, split_batches
-from skyscan.graph.workflow import Script, Workflow
-from skyscan.settings.scan import ScanConfig, SiteProfile, data_dir, load_config
+from skyscan.nodes.results import read_batch, read_planned_result, write_batch
+from skyscan.resources import data_dir
+from skyscan.settings.scan import ScanConfig, load_config
+from skyscan.settings.site import SiteProfile
+from skyscan.workflow import Script, Workflow
 
-TOP_DAG = "skyscan.dag"
-WRAPPER = "skyscan-node"
 WRAPPER_CALL = "./" + WRAPPER
 PRE_SKIP_CODE = 100  # `node plan`: nothing left to refine, the stage node counts as done
 BAD_INPUT_EXIT = 2  # never retried: the same input would fail again
 SCAN_CATEGORY = "scan"
-END_STATE = "end_state.json"
 END_STATE_SCHEMA = "skyscan-end-state/1"
 PREPARE_SCHEMA = "skyscan-prepare/1"
 PLAN_SCHEMA = "skyscan-plan/1"
 
 IntArray = npt.NDArray[np.int64]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Names and paths (relative to the scan directory)
-# ---------------------------------------------------------------------------------------------------------------
-def batch_name(run_id: int, event_id: int) -> str:
-    return f"skyscan-{run_id}-{event_id}"
-
-
-def scan_node_name(stage: int, batch: int) -> str:
-    return f"scan-s{stage}-{batch:04d}"
-
-
-def stage_dir(stage: int) -> str:
-    return f"stage{stage}"
-
-
-def batch_path(stage: int, batch: int) -> str:
-    return f"stage{stage}/batch-{batch:04d}.txt"
-
-
-def result_path(stage: int, batch: int) -> str:
-    return f"stage{stage}/{scan_node_name(stage, batch)}.h5"
-
-
-def stage_dag_name(stage: int) -> str:
-    return f"stage{stage}.dag"
-
-
-def status_file_name(dag_name: str) -> str:
-    return f"{dag_name}.status"
-
-
-def jobstate_log_name(dag_name: str) -> str:
-    return f"{dag_name}.jobstate.log"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -86,7 +64,7 @@ def _add_scan_nodes(wf: Workflow, config: ScanConfig, stage: int, sizes: list[in
         name = scan_node_name(stage, b)
         wf.add_job(
             name,
-            "scan.sub",
+            submit_file_name("scan"),
             vars={
                 "stage": str(stage),
                 "nside": str(nside),
@@ -115,7 +93,7 @@ def top_workflow(config: ScanConfig) -> Workflow:
         jobstate_log=jobstate_log_name(TOP_DAG),
         getenv=("SKYSCAN_PYTHON", "SKYSCAN_SETUP"),
     )
-    wf.add_job("prepare", "prepare.sub")
+    wf.add_job("prepare", submit_file_name("prepare"))
     first = config.stages[0]
     previous = _add_scan_nodes(wf, config, 0, batch_sizes(first.npix_sky, first.pixels_per_job))
     for name in previous:
@@ -123,21 +101,21 @@ def top_workflow(config: ScanConfig) -> Workflow:
     for stage in config.stages[1:]:
         k = stage.index
         wf.add_subdag(
-            f"stage{k}",
+            stage_node_name(k),
             stage_dag_name(k),
             pre=Script(WRAPPER_CALL, ("plan", ".", "--stage", str(k))),
             pre_skip=PRE_SKIP_CODE,
         )
         for name in previous:
-            wf.add_edge(name, f"stage{k}")
-        previous = [f"stage{k}"]
-    wf.add_job("merge", "merge.sub")
+            wf.add_edge(name, stage_node_name(k))
+        previous = [stage_node_name(k)]
+    wf.add_job("merge", submit_file_name("merge"))
     for name in previous:
         wf.add_edge(name, "merge")
     # DAGMan expands $DAG_STATUS and $FAILED_COUNT in scripts only: the FINAL node's PRE script records them.
     wf.set_final(
         "final",
-        "final.sub",
+        submit_file_name("final"),
         pre=Script(WRAPPER_CALL, ("final", ".", "--dag-status", "$DAG_STATUS", "--failed-count", "$FAILED_COUNT")),
     )
     return wf
@@ -191,7 +169,8 @@ def _check_outdir(outdir: Path, event_path: Path, config: ScanConfig) -> bool:
         raise InputError(f"{outdir}: exists and is not a directory")
     if not any(outdir.iterdir()):
         return False
-    existing = outdir / "event.json"
+    layout = ScanLayout(outdir)
+    existing = layout.event
     if not existing.is_file():
         raise InputError(f"{outdir}: not empty and holds no skyscan scan (no event.json); choose another directory")
     try:
@@ -200,7 +179,7 @@ def _check_outdir(outdir: Path, event_path: Path, config: ScanConfig) -> bool:
         same = False
     if not same:
         raise InputError(f"{outdir}: holds a scan of a different event; choose another directory")
-    old_config = outdir / "config.yaml"
+    old_config = layout.config
     if old_config.is_file():
         try:
             previous = load_config(old_config)
@@ -216,7 +195,7 @@ def _check_outdir(outdir: Path, event_path: Path, config: ScanConfig) -> bool:
 def install_wrapper(outdir: Path) -> Path:
     """Copy scripts/skyscan-node into the scan directory with its executable bits set."""
     text = data_dir("scripts").joinpath(WRAPPER).read_text(encoding="utf-8")
-    target = outdir / WRAPPER
+    target = ScanLayout(outdir).wrapper
     write_text(target, text)
     mode = target.stat().st_mode
     target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR)
@@ -235,7 +214,8 @@ def write_scan(
     A directory that already holds this event (and configuration) is reused: the files are rewritten
     identically, so DAGMan's rescue DAG or the local executor's run state resumes the scan.
     """
-    from skyscan.condor.submit import SUBMIT_KINDS, render_submit, write_dag
+    from skyscan.condor.dagwriter import write_dag
+    from skyscan.condor.submit import SUBMIT_KINDS, render_submit
     from skyscan.nodes.scan import load_event
 
     event_file = Path(event_path)
@@ -245,19 +225,20 @@ def write_scan(
     submit_texts = {kind: render_submit(kind, site, config, name, python) for kind in SUBMIT_KINDS}
     reused = _check_outdir(folder, event_file, config)
 
+    layout = ScanLayout(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "logs").mkdir(exist_ok=True)
-    event_copy = folder / "event.json"
+    layout.logs.mkdir(exist_ok=True)
+    event_copy = layout.event
     if not reused:
         write_text(event_copy, event_file.read_text(encoding="utf-8"))
-    config_path = folder / "config.yaml"
+    config_path = layout.config
     write_text(config_path, config.to_yaml())
     wrapper = install_wrapper(folder)
     subs: dict[str, Path] = {}
     for kind, text in submit_texts.items():
-        subs[kind] = folder / f"{kind}.sub"
+        subs[kind] = layout.submit_file(kind)
         write_text(subs[kind], text)
-    dag = folder / TOP_DAG
+    dag = layout.top_dag
     title = f"skyscan top-level DAG of run {ef.event.run_id} event {ef.event.event_id}"
     write_dag(top_workflow(config), dag, _dag_header(title))
     return ScanPaths(
@@ -276,22 +257,20 @@ def write_scan(
 # Node commands
 # ---------------------------------------------------------------------------------------------------------------
 def _scan_config(outdir: Path) -> ScanConfig:
-    path = outdir / "config.yaml"
+    path = ScanLayout(outdir).config
     return load_config(path) if path.is_file() else load_config()
 
 
 def _write_batches(outdir: Path, stage: int, batches: list[IntArray]) -> None:
     """Write stage<k>/batch-*.txt (one NESTED index per line) and delete stale ones beyond them."""
-    folder = outdir / stage_dir(stage)
-    folder.mkdir(parents=True, exist_ok=True)
+    layout = ScanLayout(outdir)
+    layout.stage_dir(stage).mkdir(parents=True, exist_ok=True)
     wanted = set()
     for b, pixels in enumerate(batches):
-        path = outdir / batch_path(stage, b)
+        path = layout.batch_file(stage, b)
         wanted.add(path.name)
-        text = "".join(f"{int(p)}\n" for p in pixels)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            write_text(path, text)
-    for old in folder.glob("batch-*.txt"):
+        write_batch(path, pixels)  # unchanged files are left alone
+    for old in layout.list_batch_files(stage):
         if old.name not in wanted:
             old.unlink()
 
@@ -330,7 +309,7 @@ def prepare_scan(event_path: str | Path, outdir: str | Path) -> dict[str, Any]:
         "stage0": {"nside": first.nside, "npix": int(12 * first.nside**2), "batches": len(batches)},
         "software_version": __version__,
     }
-    write_json(folder / "prepare.json", doc)
+    write_json(ScanLayout(folder).prepare_record, doc)
     return doc
 
 
@@ -343,50 +322,20 @@ class Results:
     llh: npt.NDArray[np.float64]
 
 
-def _read_batch(path: Path) -> IntArray:
-    try:
-        words = path.read_text(encoding="utf-8").split()
-        return np.asarray([int(w) for w in words], dtype=np.int64)
-    except (OSError, ValueError) as exc:
-        raise SkyscanError(f"{path}: unreadable batch file ({exc.__class__.__name__})") from None
-
-
-def read_result(path: Path, nside: int, expected: IntArray) -> tuple[IntArray, npt.NDArray[np.float64]]:
-    """(ipix, llh) of one result file; SkyscanError naming the file if it is missing or corrupt."""
-    import h5py
-
-    if not path.is_file():
-        raise SkyscanError(f"{path}: missing result file (its scan node has not produced it)")
-    try:
-        with h5py.File(path, "r") as f:
-            file_nside = int(np.asarray(f["nside"][()]))
-            ipix = np.asarray(f["ipix"][()], dtype=np.int64).reshape(-1)
-            llh = np.asarray(f["llh"][()], dtype=np.float64).reshape(-1)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise SkyscanError(f"{path}: corrupt result file ({exc.__class__.__name__}: {exc})") from None
-    if file_nside != nside:
-        raise SkyscanError(f"{path}: corrupt result file (nside {file_nside}, expected {nside})")
-    if ipix.size != llh.size:
-        raise SkyscanError(f"{path}: corrupt result file (ipix and llh differ in length)")
-    if not np.array_equal(np.sort(ipix), np.sort(expected)):
-        raise SkyscanError(f"{path}: its pixels do not match its batch file (stale result?)")
-    return ipix, llh
-
-
 def read_results(outdir: str | Path, below: int, config: ScanConfig) -> Results:
     """Every result of the stages before ``below``: each batch file must have its result file."""
-    folder = Path(outdir)
+    layout = ScanLayout.at(outdir)
     ns: list[IntArray] = []
     px: list[IntArray] = []
     lh: list[npt.NDArray[np.float64]] = []
     for stage in range(below):
         nside = config.stages[stage].nside
-        batches = sorted((folder / stage_dir(stage)).glob("batch-*.txt"))
+        batches = layout.list_batches(stage)
         if stage == 0 and not batches:
-            raise SkyscanError(f"{folder / stage_dir(0)}: no batch files (has the prepare node run?)")
-        for bpath in batches:
-            b = int(bpath.stem.split("-")[1])
-            ipix, llh = read_result(folder / result_path(stage, b), nside, _read_batch(bpath))
+            raise SkyscanError(f"{layout.stage_dir(0)}: no batch files (has the prepare node run?)")
+        for b in batches:
+            expected = read_batch(layout.batch_file(stage, b))
+            ipix, llh = read_planned_result(layout.result_file(stage, b), nside, expected)
             ns.append(np.full(ipix.size, nside, dtype=np.int64))
             px.append(ipix)
             lh.append(llh)
@@ -408,7 +357,7 @@ class PlanOutcome:
 
 def _remove_rescue_files(folder: Path, stage: int) -> None:
     """Rescue DAGs of a stage's sub-DAG: they describe an earlier plan once the DAG changes."""
-    for rescue in folder.glob(f"{stage_dag_name(stage)}.rescue*"):
+    for rescue in ScanLayout(folder).list_rescue_dags(stage):
         rescue.unlink()
 
 
@@ -418,7 +367,7 @@ def plan_stage(outdir: str | Path, stage: int) -> PlanOutcome:
     Safe to re-run: the same results give the same files. The sub-DAG's rescue files are deleted when the
     DAG changes (they describe another plan) and kept when it is unchanged (so a resubmitted scan resumes).
     """
-    from skyscan.condor.submit import dag_text
+    from skyscan.condor.dagwriter import dag_text
 
     folder = Path(outdir)
     if not folder.is_dir():
@@ -442,7 +391,7 @@ def plan_stage(outdir: str | Path, stage: int) -> PlanOutcome:
         margin=config.adaptive.margin,
         max_refine=config.adaptive.max_refine,
     )
-    dag_path = folder / stage_dag_name(stage)
+    dag_path = ScanLayout(folder).stage_dag(stage)
     old_text = dag_path.read_text(encoding="utf-8") if dag_path.is_file() else None
     batches = split_batches(selection.pixels, spec.pixels_per_job)
     _write_plan_record(folder, selection, config, len(batches))
@@ -487,8 +436,9 @@ def _write_plan_record(folder: Path, sel: Selection, config: ScanConfig, batches
             "dllh2": config.threshold(config.adaptive.level),
             "margin": config.adaptive.margin,
         }
-    (folder / stage_dir(sel.stage)).mkdir(parents=True, exist_ok=True)
-    write_json(folder / stage_dir(sel.stage) / "plan.json", doc)
+    layout = ScanLayout(folder)
+    layout.stage_dir(sel.stage).mkdir(parents=True, exist_ok=True)
+    write_json(layout.plan_record(sel.stage), doc)
 
 
 def end_state(dag_status: int, failed_count: int) -> dict[str, Any]:
@@ -509,12 +459,12 @@ def write_end_state(outdir: str | Path, dag_status: int, failed_count: int) -> d
     if not folder.is_dir():
         raise InputError(f"{folder}: no such scan directory")
     doc = end_state(dag_status, failed_count)
-    write_json(folder / END_STATE, doc)
+    write_json(ScanLayout(folder).end_state, doc)
     return doc
 
 
 def read_end_state(outdir: str | Path) -> dict[str, Any] | None:
-    path = Path(outdir) / END_STATE
+    path = ScanLayout.at(outdir).end_state
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -5,36 +5,28 @@ Sources, per DAG file (``skyscan.dag`` and each ``stage<k>.dag``):
   running?", the ``DAGMAN_STARTED``/``DAGMAN_FINISHED`` lines of the jobstate log ``<dag>.jobstate.log``;
 * local: the executor's run-state file ``<dag>.runstate.json``.
 The DAG files give each node's pixel count (VARS npix); ``end_state.json`` the outcome once FINAL ran.
-``scan_status(...).as_json()`` is the ``skyscan-status/1`` document the alert watcher reads.
+``scan_status(...).as_json()`` is the ``skyscan-status/1`` document the alert watcher reads. The file names are
+``skyscan.graph.layout``'s; DAGMan's own files are parsed by ``skyscan.dagman.nodestatus``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from skyscan.dagman.nodestatus import CONDOR_NODE_STATES as CONDOR_NODE_STATES
+from skyscan.dagman.nodestatus import parse_jobstate_log as parse_jobstate_log
+from skyscan.dagman.nodestatus import parse_node_status as parse_node_status
 from skyscan.errors import InputError
-from skyscan.graph.build import END_STATE, TOP_DAG, read_end_state, stage_dag_name, stage_dir
+from skyscan.graph.build import read_end_state
+from skyscan.graph.layout import TOP_DAG, ScanLayout, parse_scan_node_name, stage_dag_name, stage_node_name
 
 STATUS_SCHEMA = "skyscan-status/1"
 BUCKETS = ("done", "running", "failed", "waiting")
 
-#: DAGMan's NodeStatus codes (node status file) -> our buckets. FUTILE nodes (an ancestor failed) never
-#: run: they stay "waiting" and the scan's state says "failed".
-CONDOR_NODE_STATES = {
-    0: "waiting",  # STATUS_NOT_READY
-    1: "waiting",  # STATUS_READY
-    2: "running",  # STATUS_PRERUN
-    3: "running",  # STATUS_SUBMITTED
-    4: "running",  # STATUS_POSTRUN
-    5: "done",  # STATUS_DONE
-    6: "failed",  # STATUS_ERROR
-    7: "waiting",  # STATUS_FUTILE
-}
 LOCAL_NODE_STATES = {
     "waiting": "waiting",
     "pre": "running",
@@ -44,8 +36,6 @@ LOCAL_NODE_STATES = {
     "skipped": "done",
     "failed": "failed",
 }
-_SCAN_NODE = re.compile(r"scan-s(\d+)-\d+\Z")
-_JOBSTATE = re.compile(r"^(\d+)\s+INTERNAL\s+\*\*\*\s+(DAGMAN_STARTED|DAGMAN_FINISHED)\s+(\S+)")
 
 
 @dataclass
@@ -108,86 +98,8 @@ class ScanStatus:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Parsers
+# Files
 # ---------------------------------------------------------------------------------------------------------------
-def parse_node_status(text: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
-    """DAGMan's node status file -> (the DagStatus ad, {node: NodeStatus code}).
-
-    Reads the ClassAd form (with /* comments */) and the JSON form; the ad type is in ``Type`` (newer
-    DAGMan) or ``MyType``. A file being rewritten may be partial: what parses is used.
-    """
-    ads: list[dict[str, Any]] = []
-    stripped = text.lstrip()
-    if stripped.startswith("{") or stripped.startswith("[{"):
-        ads = _json_ads(stripped)
-    else:
-        import classad2
-
-        try:
-            for ad in classad2.parseAds(text):
-                ads.append({str(k): _plain(v) for k, v in ad.items()})
-        except Exception:  # a truncated file: keep the complete ads before the damage
-            pass
-    dag_ad: dict[str, Any] | None = None
-    nodes: dict[str, int] = {}
-    for ad in ads:
-        kind = ad.get("Type", ad.get("MyType"))
-        if kind == "DagStatus":
-            dag_ad = ad
-        elif kind == "NodeStatus" and isinstance(ad.get("Node"), str):
-            try:
-                nodes[ad["Node"]] = int(ad.get("NodeStatus", 0))
-            except (TypeError, ValueError):
-                continue
-    return dag_ad, nodes
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
-def _json_ads(text: str) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(text)
-        return [ad for ad in (doc if isinstance(doc, list) else [doc]) if isinstance(ad, dict)]
-    except ValueError:
-        pass
-    ads = []
-    for line in text.splitlines():
-        line = line.strip().rstrip(",")
-        if line.startswith("{"):
-            try:
-                ad = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ad, dict):
-                ads.append(ad)
-    return ads
-
-
-def parse_jobstate_log(text: str) -> tuple[int | None, int | None, int | None]:
-    """(last DAGMAN_STARTED time, last DAGMAN_FINISHED time, its exit status) from a jobstate log."""
-    started = finished = status = None
-    for line in text.splitlines():
-        m = _JOBSTATE.match(line.strip())
-        if not m:
-            continue
-        when = int(m.group(1))
-        if m.group(2) == "DAGMAN_STARTED":
-            started = when
-        else:
-            finished = when
-            try:
-                status = int(m.group(3))
-            except ValueError:
-                status = None
-    return started, finished, status
-
-
 def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -229,7 +141,7 @@ class _DagState:
 def _local_state(folder: Path, dag: str) -> _DagState | None:
     from skyscan.local.executor import pid_alive, read_runstate
 
-    path = folder / f"{dag}.runstate.json"
+    path = ScanLayout(folder).runstate(dag)
     if not path.is_file():
         return None
     try:
@@ -247,8 +159,9 @@ def _local_state(folder: Path, dag: str) -> _DagState | None:
 
 
 def _condor_state(folder: Path, dag: str) -> _DagState | None:
-    status_text = _read(folder / f"{dag}.status")
-    log_text = _read(folder / f"{dag}.jobstate.log")
+    layout = ScanLayout(folder)
+    status_text = _read(layout.status_file(dag))
+    log_text = _read(layout.jobstate_log(dag))
     if status_text is None and log_text is None:
         return None
     nodes: dict[str, str] = {}
@@ -274,10 +187,9 @@ def _mtime(path: Path) -> float | None:
 
 def detect_backend(outdir: str | Path) -> str:
     """``local`` if the executor ran here, ``condor`` if DAGMan did (the newer wins), else ``unknown``."""
-    folder = Path(outdir)
-    local = _mtime(folder / f"{TOP_DAG}.runstate.json")
-    condor_files = [f"{TOP_DAG}.status", f"{TOP_DAG}.jobstate.log", f"{TOP_DAG}.dagman.out"]
-    condor = max((t for t in (_mtime(folder / f) for f in condor_files) if t is not None), default=None)
+    layout = ScanLayout.at(outdir)
+    local = _mtime(layout.runstate(TOP_DAG))
+    condor = max((t for t in (_mtime(f) for f in layout.condor_files(TOP_DAG)) if t is not None), default=None)
     if local is None and condor is None:
         return "unknown"
     if condor is None or (local is not None and local >= condor):
@@ -292,7 +204,7 @@ def _iso(ts: float) -> str:
 def _stage_nsides(folder: Path) -> list[int]:
     from skyscan.settings.scan import load_config
 
-    path = folder / "config.yaml"
+    path = ScanLayout(folder).config
     try:
         config = load_config(path) if path.is_file() else load_config()
     except InputError:
@@ -315,7 +227,7 @@ def _stage_state(counts: Counts, node_state: str | None, planned: bool, skipped:
 
 
 def _plan_skipped(folder: Path, stage: int) -> bool:
-    text = _read(folder / stage_dir(stage) / "plan.json")
+    text = _read(ScanLayout(folder).plan_record(stage))
     if text is None:
         return False
     try:
@@ -327,9 +239,10 @@ def _plan_skipped(folder: Path, stage: int) -> bool:
 def scan_status(outdir: str | Path) -> ScanStatus:
     """The status of a scan directory (InputError if it is not one)."""
     folder = Path(outdir)
+    layout = ScanLayout(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such scan directory")
-    if not (folder / TOP_DAG).is_file():
+    if not layout.top_dag.is_file():
         raise InputError(f"{folder}: not a skyscan scan directory (no {TOP_DAG})")
     backend = detect_backend(folder)
 
@@ -342,9 +255,9 @@ def scan_status(outdir: str | Path) -> ScanStatus:
 
     nsides = _stage_nsides(folder)
     top = state_of(TOP_DAG)
-    top_nodes = _dag_nodes(folder / TOP_DAG)
+    top_nodes = _dag_nodes(layout.top_dag)
     failed_nodes: list[str] = []
-    sources = [folder / f"{TOP_DAG}.runstate.json", folder / f"{TOP_DAG}.status", folder / f"{TOP_DAG}.jobstate.log"]
+    sources = [layout.runstate(TOP_DAG), layout.status_file(TOP_DAG), layout.jobstate_log(TOP_DAG)]
 
     stages: list[StageStatus] = []
     for k, nside in enumerate(nsides):
@@ -354,10 +267,10 @@ def scan_status(outdir: str | Path) -> ScanStatus:
         else:
             dag = stage_dag_name(k)
             sub = state_of(dag)
-            sources.extend([folder / f"{dag}.runstate.json", folder / f"{dag}.status"])
-            counts, pixels = _collect(_dag_nodes(folder / dag), sub, k)
-            node_state = top.nodes.get(f"stage{k}") if top else None
-            state = _stage_state(counts, node_state, (folder / dag).is_file(), _plan_skipped(folder, k))
+            sources.extend([layout.runstate(dag), layout.status_file(dag)])
+            counts, pixels = _collect(_dag_nodes(layout.dag(dag)), sub, k)
+            node_state = top.nodes.get(stage_node_name(k)) if top else None
+            state = _stage_state(counts, node_state, layout.dag(dag).is_file(), _plan_skipped(folder, k))
             if sub:
                 failed_nodes.extend(n for n, s in sub.nodes.items() if s == "failed")
         stages.append(StageStatus(stage=k, nside=nside, state=state, nodes=counts, pixels=pixels))
@@ -367,7 +280,7 @@ def scan_status(outdir: str | Path) -> ScanStatus:
 
     end = read_end_state(folder)
     state = _overall_state(top, end)
-    times = [t for t in (_mtime(p) for p in [*sources, folder / END_STATE]) if t is not None]
+    times = [t for t in (_mtime(p) for p in [*sources, layout.end_state]) if t is not None]
     updated = _iso(max(times)) if times else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return ScanStatus(
         outdir=str(folder),
@@ -384,8 +297,8 @@ def _collect(nodes: dict[str, int], dag_state: _DagState | None, stage: int) -> 
     """(node counts, pixel counts) of the scan nodes of ``stage`` among ``nodes`` ({name: npix})."""
     node_counts, pixel_counts = Counts(), Counts()
     for name, npix in nodes.items():
-        m = _SCAN_NODE.match(name)
-        if not m or int(m.group(1)) != stage:
+        parsed = parse_scan_node_name(name)
+        if parsed is None or parsed[0] != stage:
             continue
         bucket = dag_state.nodes.get(name, "waiting") if dag_state else "waiting"
         node_counts.add(bucket)

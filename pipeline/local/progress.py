@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-from skyscan.local.executor import BaseObserver, DagFinished, DagStarted, NodeEvent, format_node_event
+from skyscan.local.events import BaseObserver, DagFinished, DagStarted, NodeEvent, format_node_event
 
 
 @dataclass

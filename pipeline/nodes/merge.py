@@ -13,20 +13,20 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 import yaml
 
 from skyscan.atomic import write_json, write_text
 from skyscan.errors import InputError
+from skyscan.graph.layout import ScanLayout
+from skyscan.nodes.results import BatchResult, ResultProvenance, read_result, write_batch, write_result
 from skyscan.products.containment import LEVELS, LevelSpec, Region, best_fit_radec, region, resolve_levels
 from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder, flatten, nside_ipix_to_uniq
 from skyscan.products.skymapio import (
@@ -39,27 +39,21 @@ from skyscan.products.skymapio import (
     write_multiorder_fits,
     write_skymap_h5,
 )
+from skyscan.products.summary import (
+    PRODUCT_FILES,
+    SUMMARY_SCHEMA,
+    BestFitRecord,
+    ContainmentRecord,
+    ImportRecord,
+    MapPixelCounts,
+    PixelCounts,
+    RegionRecord,
+    SkyPosition,
+    SoftwareRecord,
+    Summary,
+)
 from skyscan.settings.merge import AUTO_FLAT_NSIDE_CAP, MergeOptions, merge_options
 from skyscan.version import __version__, git_revision
-
-SUMMARY_SCHEMA = "skyscan-summary/1"
-RESULT_DATASETS = ("nside", "ipix", "llh", "x", "y", "z", "t", "status", "seconds")
-
-PRODUCT_FILES = {
-    "skymap_h5": "skymap.h5",
-    "multiorder_fits": "skymap.multiorder.fits",
-    "flat_fits": "skymap.2dllh.fits",
-    "plot_fullsky": "plots/skymap-fullsky.png",
-    "plot_zoom": "plots/skymap-zoom.png",
-    "circular": "circular.txt",
-    "notice": "notice.json",
-    "summary": "summary.json",
-}
-
-_STAGE_DIR = re.compile(r"^stage(\d+)$")
-_RESULT = re.compile(r"^scan-s(\d+)-(\d+)\.h5$")
-_BATCH = re.compile(r"^batch-(\d+)\.txt$")
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Options
@@ -113,67 +107,27 @@ def _rel(path: Path, outdir: Path) -> str:
 
 def find_result_files(outdir: Path) -> list[tuple[int, Path]]:
     """(stage, path) of every result file, checking that each planned batch has one (missing -> InputError)."""
+    layout = ScanLayout(outdir)
     found: list[tuple[int, Path]] = []
-    for sdir in sorted(outdir.glob("stage*")):
-        match = _STAGE_DIR.match(sdir.name)
-        if not match or not sdir.is_dir():
-            continue
-        stage = int(match.group(1))
-        for batch in sorted(sdir.glob("batch-*.txt")):
-            bm = _BATCH.match(batch.name)
-            if not bm:
-                continue
-            expected = sdir / f"scan-s{stage}-{bm.group(1)}.h5"
+    for stage in layout.list_stages():
+        for batch in layout.list_batches(stage):
+            expected = layout.result_file(stage, batch)
             if not expected.exists():
-                raise InputError(f"{_rel(expected, outdir)}: missing result file (batch {batch.name} was planned)")
-        for res in sorted(sdir.glob("scan-s*-*.h5")):
-            rm = _RESULT.match(res.name)
-            if rm:
-                found.append((stage, res))
+                planned = layout.batch_file(stage, batch).name
+                raise InputError(f"{_rel(expected, outdir)}: missing result file (batch {planned} was planned)")
+        found.extend((stage, res) for res in layout.list_results(stage))
     found.sort(key=lambda item: (item[0], item[1].name))
     return found
 
 
 def read_result_file(path: Path, stage: int, run_id: int, event_id: int, label: str | None = None) -> ResultFile:
     """One result file in the scan-node format; anything wrong is an InputError naming the file."""
-    name = label or str(path)
+    fits = read_result(path, run_id, event_id, label)
     try:
-        with h5py.File(path, "r") as f:
-            missing = [d for d in RESULT_DATASETS if d not in f]
-            if missing:
-                raise InputError(f"{name}: corrupt result file (dataset {missing[0]!r} missing)")
-            if "complete" in f.attrs and not bool(f.attrs["complete"]):
-                raise InputError(f"{name}: corrupt result file (marked incomplete)")
-            for key, want in (("run_id", run_id), ("event_id", event_id)):
-                if key in f.attrs and int(f.attrs[key]) != want:
-                    raise InputError(f"{name}: result of {key} {int(f.attrs[key])}, but the event has {want}")
-            nside_arr = np.asarray(f["nside"][()])
-            if nside_arr.size != 1:
-                raise InputError(f"{name}: corrupt result file ('nside' must be a scalar)")
-            data = {d: np.asarray(f[d][()]) for d in RESULT_DATASETS if d != "nside"}
-    except InputError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise InputError(f"{name}: corrupt result file ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
-    lengths = {d: a.size for d, a in data.items()}
-    if len(set(lengths.values())) != 1:
-        raise InputError(f"{name}: corrupt result file (datasets of unequal length {lengths})")
-    if lengths["ipix"] == 0:
-        raise InputError(f"{name}: corrupt result file (no pixels)")
-    try:
-        result = StageResult(
-            int(nside_arr.reshape(-1)[0]),
-            data["ipix"],
-            data["llh"],
-            data["x"],
-            data["y"],
-            data["z"],
-            data["t"],
-            data["status"],
-        )
+        result = fits.stage_result()
     except InputError as exc:
-        raise InputError(f"{name}: {exc}") from None
-    return ResultFile(stage, path, result, np.asarray(data["seconds"], dtype=np.float64).reshape(-1))
+        raise InputError(f"{label or str(path)}: {exc}") from None
+    return ResultFile(stage, path, result, np.asarray(fits.seconds, dtype=np.float64).reshape(-1))
 
 
 def stage_records(files: Sequence[ResultFile], outdir: Path) -> list[StageRecord]:
@@ -226,12 +180,15 @@ def pixel_counts(stages: Sequence[StageResult]) -> dict[str, Any]:
 
 @dataclass
 class MergeResult:
-    """What a merge produced: the map, its metadata, the summary document and the products (absolute paths)."""
+    """What a merge produced: the map, its metadata, the summary (as written, and typed) and the products.
+
+    Product paths are absolute."""
 
     outdir: Path
     map: MultiOrderMap
     meta: SkymapMeta
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # summary.json as written (Summary.to_json())
+    summary_model: Summary
     products: dict[str, Path] = field(default_factory=dict)
 
 
@@ -271,7 +228,7 @@ def write_products(
     *,
     event_json: str | None = None,
     circular_template: str | os.PathLike[str] | None = None,
-    extra_summary: Mapping[str, Any] | None = None,
+    imported: ImportRecord | None = None,
 ) -> MergeResult:
     """Write every product into `outdir` (each atomically) and, last, summary.json listing them."""
     from skyscan.products import gcn as gcn
@@ -303,44 +260,62 @@ def write_products(
     write_json(target("notice"), json_ready(gcn.notice(meta)))
     target("summary")
 
-    summary = build_summary(meta, pixels, {k: _rel(p, outdir) for k, p in products.items()})
-    summary["flat_nside"] = nside_flat
-    summary["map_pixels"] = {"total": len(m), "failed": m.n_failed}
-    if extra_summary:
-        summary.update(extra_summary)
-    summary = json_ready(summary)
-    write_json(products["summary"], summary)
-    return MergeResult(outdir=outdir, map=m, meta=meta, summary=summary, products=products)
+    summary = build_summary(
+        meta,
+        pixels,
+        {k: _rel(p, outdir) for k, p in products.items()},
+        flat_nside=nside_flat,
+        map_pixels=MapPixelCounts(total=len(m), failed=m.n_failed),
+        imported=imported,
+    )
+    doc = summary.to_json()
+    write_json(products["summary"], doc)
+    return MergeResult(outdir=outdir, map=m, meta=meta, summary=doc, summary_model=summary, products=products)
 
 
-def build_summary(meta: SkymapMeta, pixels: Mapping[str, Any], products: Mapping[str, str]) -> dict[str, Any]:
-    """The summary.json document (schema skyscan-summary/1, docs/summary-format.md)."""
-    doc: dict[str, Any] = {
-        "schema": SUMMARY_SCHEMA,
-        "run_id": int(meta.run_id),
-        "event_id": int(meta.event_id),
-        "event_time": meta.event_time_iso,
-        "stream": meta.stream,
-        "best_fit": meta.best_fit.as_dict(),
-        "containment": meta.containment_dict(),
-        "pixels": dict(pixels),
-        "software": {"version": meta.software_version, "git_revision": meta.git_revision},
-        "products": dict(products),
-        "created": meta.created_iso,
-        "source": meta.source,
-        "config_sha256": meta.config_sha256,
-    }
+def build_summary(
+    meta: SkymapMeta,
+    pixels: Mapping[str, Any],
+    products: Mapping[str, str],
+    *,
+    flat_nside: int | None = None,
+    map_pixels: MapPixelCounts | None = None,
+    imported: ImportRecord | None = None,
+) -> Summary:
+    """The summary of a merge (schema skyscan-summary/1, docs/summary-format.md); `pixels` as pixel_counts gives."""
+    bf = meta.best_fit
+    truth: SkyPosition | None = None
+    truth_offset_deg: float | None = None
     if meta.truth_radec is not None:
         from skyscan.reco.coords import angular_distance
 
         t_ra, t_dec = meta.truth_radec
-        bf = meta.best_fit
         offset = angular_distance(
             math.radians(bf.ra_deg), math.radians(bf.dec_deg), math.radians(t_ra), math.radians(t_dec)
         )
-        doc["truth"] = {"ra_deg": t_ra, "dec_deg": t_dec}
-        doc["truth_offset_deg"] = math.degrees(float(offset))
-    return doc
+        truth = SkyPosition(t_ra, t_dec)
+        truth_offset_deg = math.degrees(float(offset))
+    return Summary(
+        run_id=int(meta.run_id),
+        event_id=int(meta.event_id),
+        event_time=meta.event_time_iso,
+        stream=meta.stream,
+        best_fit=BestFitRecord(bf.ra_deg, bf.dec_deg, bf.zenith_deg, bf.azimuth_deg, bf.llh, bf.nside),
+        containment=ContainmentRecord(
+            meta.containment_method, {label: RegionRecord(**reg.as_dict()) for label, reg in meta.regions.items()}
+        ),
+        pixels=PixelCounts(pixels["scanned"], pixels["failed"], dict(pixels["by_nside"])),
+        software=SoftwareRecord(meta.software_version, meta.git_revision),
+        products=dict(products),
+        created=meta.created_iso,
+        source=meta.source,
+        config_sha256=meta.config_sha256,
+        truth=truth,
+        truth_offset_deg=truth_offset_deg,
+        flat_nside=flat_nside,
+        map_pixels=map_pixels,
+        imported=imported,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -527,9 +502,7 @@ def merge_npz(
         git_revision=git_revision(),
         source=f"imported from {src.name} (sha256 {digest[:12]})",
     )
-    extra: dict[str, Any] = {"import": {"npz": src.name, "sha256": digest, "event_type": imported.event_type}}
-    if imported.notes:
-        extra["import"]["notes"] = list(imported.notes)
+    record = ImportRecord(npz=src.name, sha256=digest, event_type=imported.event_type, notes=tuple(imported.notes))
     return write_products(
         out,
         m,
@@ -539,7 +512,7 @@ def merge_npz(
         options,
         event_json=None,
         circular_template=circular_template,
-        extra_summary=extra,
+        imported=record,
     )
 
 
@@ -571,20 +544,19 @@ def write_result_file(
     pix = np.asarray(ipix, dtype=np.int64)
     values = np.asarray(llh, dtype=np.float64)
     n = pix.size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("nside", data=np.int64(nside))
-        f.create_dataset("ipix", data=pix)
-        f.create_dataset("llh", data=values)
-        for i, name in enumerate(("x", "y", "z", "t")):
-            f.create_dataset(name, data=np.full(n, float(i)))
-        f.create_dataset("status", data=np.where(np.isfinite(values), 0, 1).astype(np.int32))
-        f.create_dataset("seconds", data=np.full(n, 0.5))
-        f.attrs["run_id"] = run_id
-        f.attrs["event_id"] = event_id
-        f.attrs["software_version"] = __version__
-        f.attrs["config_digest"] = "synthetic"
-        f.attrs["complete"] = True
+    x, y, z, t = (np.full(n, float(i)) for i in range(4))
+    fits = BatchResult(
+        nside=nside,
+        ipix=pix,
+        llh=values,
+        x=x,
+        y=y,
+        z=z,
+        t=t,
+        status=np.where(np.isfinite(values), 0, 1).astype(np.int32),
+        seconds=np.full(n, 0.5),
+    )
+    write_result(path, fits, ResultProvenance(run_id, event_id, config_digest="synthetic"))
 
 
 def refine_plan(
@@ -638,18 +610,18 @@ def write_synthetic_scan(
     }
     if stream is not None:
         event["stream"] = stream
-    (out / "event.json").write_text(json.dumps(event), encoding="utf-8")
-    (out / "config.yaml").write_text(config_text, encoding="utf-8")
+    layout = ScanLayout(out)
+    layout.event.write_text(json.dumps(event), encoding="utf-8")
+    layout.config.write_text(config_text, encoding="utf-8")
     for k, (nside, pix) in enumerate(refine_plan(centre_radec, plan)):
         llh = paraboloid_llh(nside, pix, centre_radec, sigma_deg)
         if failed and k in failed:
             llh[np.asarray(list(failed[k]), dtype=np.int64)] = np.nan
-        sdir = out / f"stage{k}"
-        sdir.mkdir(exist_ok=True)
+        layout.stage_dir(k).mkdir(exist_ok=True)
         for b, start in enumerate(range(0, pix.size, batch_size)):
             chunk = slice(start, start + batch_size)
-            (sdir / f"batch-{b:04d}.txt").write_text("\n".join(map(str, pix[chunk])) + "\n", encoding="utf-8")
-            write_result_file(sdir / f"scan-s{k}-{b:04d}.h5", nside, pix[chunk], llh[chunk], run_id, event_id)
+            write_batch(layout.batch_file(k, b), pix[chunk])
+            write_result_file(layout.result_file(k, b), nside, pix[chunk], llh[chunk], run_id, event_id)
     return out
 
 

@@ -1,4 +1,7 @@
-"""The scan node: reconstruct one batch of HEALPix pixels and write the result atomically."""
+"""The scan node: reconstruct one batch of HEALPix pixels and write the result atomically.
+
+The result file's format is ``skyscan.nodes.results``'s; this module only computes what goes into it.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 
 from skyscan import iers_cache
-from skyscan.atomic import atomic_path
 from skyscan.errors import InputError
+from skyscan.nodes.results import BatchResult, ResultProvenance, is_complete
+from skyscan.nodes.results import write_result as write_result_file
 from skyscan.reco import coords
 from skyscan.reco.event import EventFile, read_event
 from skyscan.reco.fit import FitTable, make_reconstruction
 from skyscan.reco.geometry import Geometry, builtin, read_csv
 from skyscan.reco.healpix import nside_to_npix
 from skyscan.reco.settings import RecoSettings
-from skyscan.version import __version__
+from skyscan.settings.scan import is_valid_nside
 
-RESULT_DATASETS = ("nside", "ipix", "llh", "x", "y", "z", "t", "status", "seconds")
 DEFAULT_RECONSTRUCTION = "pandel-track"
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
@@ -90,8 +92,9 @@ def parse_pixel_spec(spec: str, nside: int) -> npt.NDArray[np.int64]:
     return np.unique(arr)
 
 
-def check_nside(nside: int) -> None:
-    if nside < 1 or nside > 2**29 or (nside & (nside - 1)) != 0:
+def check_nside_option(nside: int) -> None:
+    """``--nside``: the configuration's rule (a power of two up to 2**29), in the option's own words."""
+    if not is_valid_nside(nside):
         raise InputError(f"--nside: must be a power of two, got {nside}")
 
 
@@ -108,15 +111,6 @@ class ScanOutcome:
     skipped: bool
 
 
-def is_complete(path: Path) -> bool:
-    """A result file written to the end (written atomically, so existence mostly suffices)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return all(name in f for name in RESULT_DATASETS) and bool(f.attrs.get("complete", False))
-    except (OSError, KeyError):
-        return False
-
-
 def run_scan_node(
     event_path: str | os.PathLike[str],
     nside: int,
@@ -130,7 +124,7 @@ def run_scan_node(
 ) -> ScanOutcome:
     """Reconstruct the pixels and write ``out`` (nothing is written if the input is bad)."""
     out_path = Path(out)
-    check_nside(nside)
+    check_nside_option(nside)
     ef, geo = load_event(event_path, geometry_arg)
     ipix = parse_pixel_spec(pixel_spec, nside)
     if out_path.exists() and is_complete(out_path):
@@ -166,20 +160,18 @@ def write_result(
     digest: str,
     reconstruction: str,
 ) -> None:
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("nside", data=np.int64(nside))
-            f.create_dataset("ipix", data=ipix.astype(np.int64))
-            for name in ("llh", "x", "y", "z", "t", "seconds"):
-                f.create_dataset(name, data=getattr(table, name).astype(np.float64))
-            f.create_dataset("status", data=table.status.astype(np.int32))
-            f.create_dataset("evaluations", data=table.evaluations.astype(np.int32))
-            f.attrs["run_id"] = run_id
-            f.attrs["event_id"] = event_id
-            f.attrs["software_version"] = __version__
-            f.attrs["config_digest"] = digest
-            f.attrs["reconstruction"] = reconstruction
-            f.attrs["ordering"] = "NESTED"
-            f.attrs["coordinates"] = "equatorial J2000 (theta = 90 deg - Dec, phi = RA)"
-            f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            f.attrs["complete"] = True
+    """The scan node's result file (``skyscan.nodes.results.write_result``), stamped with the time it was written."""
+    fits = BatchResult(
+        nside=nside,
+        ipix=ipix,
+        llh=table.llh,
+        x=table.x,
+        y=table.y,
+        z=table.z,
+        t=table.t,
+        status=table.status,
+        seconds=table.seconds,
+        evaluations=table.evaluations,
+    )
+    provenance = ResultProvenance(run_id, event_id, digest, reconstruction, created=ResultProvenance.now())
+    write_result_file(out, fits, provenance)

@@ -17,19 +17,20 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from skyscan.errors import InputError, SkyscanError
+from skyscan.products.columns import SUMMARY_COLUMNS, Column, level_columns, summary_values
+from skyscan.products.summary import SUMMARY_SCHEMA, Summary, read_summary_document
 from skyscan.version import __version__, git_revision
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "IngestResult",
     "ScanRow",
     "Summary",
+    "SummaryRow",
     "alert_name",
     "catalog_document",
     "catalog_rows",
@@ -61,7 +63,6 @@ SCAN_STATES = ("received", "queued", "running", "done", "failed", "cancelled")
 ACTIVE_STATES = ("received", "queued", "running")
 CATALOG_SCHEMA = "skyscan-catalog/1"
 MANIFEST_SCHEMA = "skyscan-catalog-manifest/1"
-SUMMARY_SCHEMA = "skyscan-summary/1"
 NOTIFY_STATES = ("none", "pending", "sent", "failed")
 
 _STATE_LIST = ", ".join(f"'{s}'" for s in SCAN_STATES)
@@ -505,7 +506,7 @@ def fail_attempt(conn: sqlite3.Connection, scan_id: int, reason: str, *, max_att
         return "queued"
 
 
-def mark_done(conn: sqlite3.Connection, scan_id: int, summary: Summary, summary_path: str, *,
+def mark_done(conn: sqlite3.Connection, scan_id: int, summary: SummaryRow, summary_path: str, *,
               notify: bool, now: str) -> bool:
     """running -> done with the summary stored; the wall time counts from the first attempt's start."""
     with transaction(conn):
@@ -601,8 +602,12 @@ def retry_time(now: str, delay_seconds: float) -> str:
 # Summaries (summary.json, skyscan-summary/1)
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Summary:
-    """The catalog's columns of a scan's summary.json, plus the whole document."""
+class SummaryRow:
+    """A scan's row of the `summaries` table: the catalog's columns of its summary.json, plus the whole document.
+
+    The field names are the table's columns (MIGRATIONS) and the shared summary column names
+    (:mod:`skyscan.products.columns`); the values come from the typed :class:`Summary`.
+    """
 
     ra_deg: float
     dec_deg: float
@@ -622,99 +627,35 @@ class Summary:
     pixels_scanned: int | None
     pixels_failed: int | None
     software_version: str | None
-    doc: str
+    doc: str  # the document as read (sorted keys), keys this version does not know included
 
     def columns(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+_ROW_COLUMNS = tuple(f.name for f in fields(SummaryRow) if f.name != "doc")
 
 
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+def summary_row(summary: Summary, doc: str) -> SummaryRow:
+    """The catalog's columns of a summary; `doc` is the document text stored beside them."""
+    values = summary_values(summary)
+    return SummaryRow(doc=doc, **{name: values[name] for name in _ROW_COLUMNS})
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def parse_summary(doc: Any, where: str = "summary.json") -> SummaryRow:
+    """Validate a parsed summary.json (:meth:`Summary.from_json`); the document is kept verbatim."""
+    return summary_row(Summary.from_json(doc, where), json.dumps(doc, sort_keys=True))
 
 
-def parse_summary(doc: Any, where: str = "summary.json") -> Summary:
-    """Validate the fields the catalog needs; the rest of the document is kept verbatim."""
-    if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a JSON object")
-    if doc.get("schema") != SUMMARY_SCHEMA:
-        raise InputError(f"{where}: schema {doc.get('schema')!r} is not {SUMMARY_SCHEMA!r}")
-    best = doc.get("best_fit")
-    if not isinstance(best, dict):
-        raise InputError(f"{where}: best_fit: missing or not an object")
-    ra, dec = _num(best.get("ra_deg")), _num(best.get("dec_deg"))
-    if ra is None or dec is None:
-        raise InputError(f"{where}: best_fit.ra_deg/dec_deg: missing or not finite numbers")
-    cont = _obj(doc.get("containment"))
-    levels: dict[str, float | None] = {}
-    for level in ("50", "90"):
-        region = _obj(cont.get(level))
-        levels[f"ra_plus_{level}_deg"] = _num(region.get("ra_plus_deg"))
-        levels[f"ra_minus_{level}_deg"] = _num(region.get("ra_minus_deg"))
-        levels[f"dec_plus_{level}_deg"] = _num(region.get("dec_plus_deg"))
-        levels[f"dec_minus_{level}_deg"] = _num(region.get("dec_minus_deg"))
-        levels[f"area_{level}_deg2"] = _num(region.get("area_deg2"))
-    pixels = _obj(doc.get("pixels"))
-    software = _obj(doc.get("software"))
-    method = cont.get("method")
-    version = software.get("version")
-    return Summary(
-        ra_deg=ra,
-        dec_deg=dec,
-        llh=_num(best.get("llh")),
-        nside=_int_or_none(best.get("nside")),
-        containment_method=method if isinstance(method, str) else None,
-        pixels_scanned=_int_or_none(pixels.get("scanned")),
-        pixels_failed=_int_or_none(pixels.get("failed")),
-        software_version=version if isinstance(version, str) else None,
-        doc=json.dumps(doc, sort_keys=True),
-        **levels,
-    )
-
-
-def read_summary(path: str | os.PathLike[str]) -> Summary:
+def read_summary_row(path: str | os.PathLike[str]) -> SummaryRow:
+    """The catalog row of the summary.json at `path`; missing, unreadable or invalid -> InputError naming it."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{p}: unreadable ({exc.__class__.__name__}: {exc})") from None
-    return parse_summary(doc, str(p))
+    return parse_summary(read_summary_document(p), str(p))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Listing and export (skyscan-catalog/1)
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Column:
-    """One column of the catalog (CSV header, JSON key), documented in the exported JSON."""
-
-    name: str
-    type: str  # integer | number | string | boolean
-    unit: str
-    description: str
-
-
-def _level_columns(level: str) -> tuple[Column, ...]:
-    return (
-        Column(f"ra_plus_{level}_deg", "number", "deg", f"{level}% containment: extent in RA above the best fit"),
-        Column(f"ra_minus_{level}_deg", "number", "deg", f"{level}% containment: extent in RA below the best fit"),
-        Column(f"dec_plus_{level}_deg", "number", "deg", f"{level}% containment: extent in Dec above the best fit"),
-        Column(f"dec_minus_{level}_deg", "number", "deg", f"{level}% containment: extent in Dec below the best fit"),
-        Column(f"area_{level}_deg2", "number", "deg2", f"{level}% containment: area of the region"),
-    )
-
-
 COLUMNS: tuple[Column, ...] = (
     Column("alert_id", "integer", "", "catalog id of the alert (one per run/event); accepted by cancel/rescan"),
     Column("alert", "string", "", "name run<run>-evt<event>-r<revision>, also the outbox folder"),
@@ -731,20 +672,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "string", "", "state of that scan: received, queued, running, done, failed, cancelled"),
     Column("attempts", "integer", "", "attempts started for that scan (a retry resumes in the same directory)"),
     Column("backend", "string", "", "local or condor"),
-    Column("ra_deg", "number", "deg", "best-fit right ascension (equatorial, J2000)"),
-    Column("dec_deg", "number", "deg", "best-fit declination (equatorial, J2000)"),
-    Column("llh", "number", "", "-ln L at the best fit"),
-    Column("nside", "integer", "", "HEALPix nside of the best-fit pixel"),
-    Column("containment_method", "string", "", "how the containment levels were set (summary.json)"),
-    *_level_columns("50"),
-    *_level_columns("90"),
-    Column("pixels_scanned", "integer", "", "pixels reconstructed over all stages"),
-    Column("pixels_failed", "integer", "", "pixels whose fit failed"),
+    *(SUMMARY_COLUMNS[name] for name in ("ra_deg", "dec_deg", "llh", "nside", "containment_method")),
+    *level_columns("50", threshold=False),
+    *level_columns("90", threshold=False),
+    SUMMARY_COLUMNS["pixels_scanned"],
+    SUMMARY_COLUMNS["pixels_failed"],
     Column("started", "string", "UTC ISO 8601", "start of the scan's first attempt"),
     Column("finished", "string", "UTC ISO 8601", "when the scan was found done, failed or cancelled"),
     Column("wall_seconds", "number", "s", "wall time from the first attempt's start to done"),
     Column("outdir", "string", "", "the scan's output directory"),
-    Column("software_version", "string", "", "skyscan version that produced the summary"),
+    SUMMARY_COLUMNS["software_version"],
     Column("last_error", "string", "", "reason of the last failed attempt, or of the cancellation"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)

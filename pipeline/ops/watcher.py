@@ -47,8 +47,10 @@ from typing import Any
 import yaml
 
 from skyscan.errors import InputError, SkyscanError
+from skyscan.graph.layout import ScanLayout, batch_name
 from skyscan.ops import catalog as catalog
 from skyscan.ops.catalog import ScanRow, parse_stamp, utcnow
+from skyscan.products.summary import PRODUCT_FILES
 from skyscan.reco.event import EventFile, check_doms, read_event
 
 __all__ = [
@@ -72,7 +74,7 @@ LOG_NAME = "scan.log"
 PID_NAME = "pgid"  # the process group of the detached scan (the launching shell's pid)
 EXIT_NAME = "exit-code"  # the scan command's exit code, written when it ends
 ATTEMPT_MARK = "=== skyscan watch: "  # starts the launch log's section of each attempt
-PRODUCTS = ("summary.json", "circular.txt", "notice.json")
+PRODUCTS = tuple(PRODUCT_FILES[key] for key in ("summary", "circular", "notice"))  # copied to the outbox
 
 # The detached launcher: records its pid (= the new session's process group), then runs the command in
 # the background with the launch lock inherited, writing the exit code atomically when it ends.
@@ -800,7 +802,7 @@ class Watcher:
         if quiet > self.cfg.stall_seconds:
             if scan.backend == "condor":
                 try:
-                    condor_remove(scan.cluster_id, f"skyscan-{scan.run_id}-{scan.event_id}", scan.outdir)
+                    condor_remove(scan.cluster_id, batch_name(scan.run_id, scan.event_id), scan.outdir)
                     killed = "DAGMan job removed"
                 except SkyscanError as exc:
                     killed = str(exc)
@@ -824,9 +826,9 @@ class Watcher:
 
     def finish(self, scan: ScanRow, report: CycleReport) -> None:
         assert scan.outdir is not None
-        summary_path = Path(scan.outdir) / "summary.json"
+        summary_path = ScanLayout.at(scan.outdir).summary
         try:
-            summary = catalog.read_summary(summary_path)
+            summary = catalog.read_summary_row(summary_path)
         except InputError as exc:
             self.attempt_failed(scan, f"the scan is done but its summary is unusable: {_one_line(str(exc))}", report)
             return
@@ -999,7 +1001,7 @@ def cancel_alert(conn: sqlite3.Connection, spec: str, *, force: bool = False, gr
         if scan.state == "running" and scan.backend == "condor":
             assert scan.outdir is not None
             try:
-                condor_remove(scan.cluster_id, f"skyscan-{scan.run_id}-{scan.event_id}", scan.outdir)
+                condor_remove(scan.cluster_id, batch_name(scan.run_id, scan.event_id), scan.outdir)
             except SkyscanError as exc:
                 if not force:
                     raise

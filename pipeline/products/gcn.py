@@ -36,7 +36,7 @@ def todo(text: str) -> str:
 def load_template(path: str | os.PathLike[str] | None = None) -> str:
     """The circular template: `path` if given, else the packaged config/circular.txt."""
     if path is None:
-        from skyscan.settings.scan import data_dir  # importlib.resources, with the editable-install fallback
+        from skyscan.resources import data_dir
 
         return str(data_dir("config").joinpath("circular.txt").read_text(encoding="utf-8"))
     p = Path(path)

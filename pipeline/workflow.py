@@ -1,8 +1,8 @@
 """A small, backend-neutral workflow model: nodes, edges, scripts, retries, categories.
 
-skyscan builds its graphs with these classes (``skyscan.graph.build``) and a backend turns them into files
-(``skyscan.condor.submit`` writes HTCondor DAGMan files). Nothing here knows HTCondor, so the graph's shape can be
-tested without the bindings.
+skyscan builds its graphs with these classes (``skyscan.graph.build``, ``skyscan.campaign.graph``) and a backend
+turns them into files (``skyscan.condor.dagwriter`` writes HTCondor DAGMan files). Nothing here knows HTCondor, so
+the graph's shape can be tested without the bindings.
 """
 
 from __future__ import annotations
@@ -26,12 +26,17 @@ class Script:
 
 @dataclass
 class Node:
-    """One node: a job (``submit`` file), an external sub-workflow (``dag_file``) or the final node."""
+    """One node: a job (``submit`` file), an external sub-workflow (``dag_file``) or the final node.
+
+    ``dir`` is the folder the node runs from, relative to the workflow's file (DAGMan's ``DIR``): its
+    ``submit`` or ``dag_file`` and every relative path in them are relative to it. None: the workflow's folder.
+    """
 
     name: str
     kind: NodeKind
     submit: str | None = None
     dag_file: str | None = None
+    dir: str | None = None
     vars: dict[str, str] = field(default_factory=dict)
     retries: int | None = None
     retry_unless_exit: int | None = None
@@ -91,16 +96,31 @@ class Workflow:
     def children(self, name: str) -> list[str]:
         return [c for p, c in self.edges if p == name]
 
+    def children_map(self) -> dict[str, list[str]]:
+        """Every node's children in edge order, built in one pass (``children`` scans all edges per call)."""
+        out: dict[str, list[str]] = {name: [] for name in self.nodes}
+        for parent, child in self.edges:
+            out[parent].append(child)
+        return out
+
+    def parents_map(self) -> dict[str, list[str]]:
+        """Every node's parents in edge order, built in one pass."""
+        out: dict[str, list[str]] = {name: [] for name in self.nodes}
+        for parent, child in self.edges:
+            out[child].append(parent)
+        return out
+
     def check_acyclic(self) -> None:
         indegree = {name: 0 for name in self.nodes}
         for _, child in self.edges:
             indegree[child] += 1
         ready = [name for name, d in indegree.items() if d == 0]
         seen = 0
+        children = self.children_map()
         while ready:
             name = ready.pop()
             seen += 1
-            for child in self.children(name):
+            for child in children[name]:
                 indegree[child] -= 1
                 if indegree[child] == 0:
                     ready.append(child)
@@ -114,6 +134,7 @@ class Workflow:
 
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "dir": (str,),
     "vars": (dict,),
     "retries": (int,),
     "retry_unless_exit": (int,),

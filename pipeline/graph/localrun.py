@@ -6,7 +6,6 @@ local site profile, so a laptop, CI and HTCondor all run the same graph.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -14,11 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from skyscan.condor.submit import submit_environment
+from skyscan.condor.schedd import submit_environment
+from skyscan.errors import InputError
 from skyscan.graph.build import read_end_state, write_scan
-from skyscan.local.executor import RunResult, run_dag
+from skyscan.local.events import RunResult
 from skyscan.local.progress import ScanProgress
-from skyscan.settings.scan import ScanConfig, load_site
+from skyscan.local.scheduler import run_dag
+from skyscan.products.summary import SUMMARY_FILE, Summary, read_summary
+from skyscan.settings.scan import ScanConfig
+from skyscan.settings.site import load_site
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class LocalRun:
     outdir: Path
     result: RunResult
     end_state: dict[str, Any] | None
-    summary: dict[str, Any] | None
+    summary: Summary | None  # summary.json when the merge wrote a valid one
     reused: bool
 
     @property
@@ -57,11 +60,10 @@ def run_scan(
     show_live = out.isatty() if live is None else live
     observer = ScanProgress(out, live=show_live)
     result = run_dag(paths.dag, jobs=jobs, observer=observer, stop_event=stop_event)
-    summary = None
-    summary_path = paths.outdir / "summary.json"
-    if summary_path.is_file():
+    summary: Summary | None = None
+    if (paths.outdir / SUMMARY_FILE).is_file():
         try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            summary = read_summary(paths.outdir / SUMMARY_FILE)
+        except InputError:
             summary = None
     return LocalRun(paths.outdir, result, read_end_state(paths.outdir), summary, paths.reused)

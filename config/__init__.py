@@ -1,0 +1,1 @@
+"""Data package: the default scan configuration, site profiles, example files (not code)."""

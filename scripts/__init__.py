@@ -1,0 +1,1 @@
+"""Data package: the executables copied into scan and campaign directories (not code)."""

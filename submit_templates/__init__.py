@@ -1,0 +1,1 @@
+"""Data package: the HTCondor submit-file templates (not code)."""
