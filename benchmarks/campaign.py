@@ -60,7 +60,7 @@ def _write_inputs(folder: Path, count: int, distinct: int = 20) -> list[str]:
 
 
 def bench_create(args: argparse.Namespace, work: Path) -> bool:
-    from skyscan.campaign import core as campaign
+    import skyscan.campaign as campaign
     from skyscan.graph import build as scangraph
     from skyscan.settings.scan import load_config
     from skyscan.settings.site import load_site
@@ -108,7 +108,7 @@ def bench_create(args: argparse.Namespace, work: Path) -> bool:
 
 
 def bench_accuracy(args: argparse.Namespace, work: Path) -> bool:
-    from skyscan.campaign import core as campaign
+    import skyscan.campaign as campaign
     from skyscan.campaign.report import write_report
     from skyscan.reco.event import event_to_dict
     from skyscan.reco.geometry import ic86

@@ -30,7 +30,8 @@ def main() -> int:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    from skyscan.nodes.merge import merge_scan, write_synthetic_scan
+    from skyscan.nodes.merge import merge_scan
+    from skyscan.nodes.synthetic import write_synthetic_scan
 
     t_import = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,9 +49,10 @@ def main() -> int:
         peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
-        s = result.summary
-        print(f"scan: {s['pixels']['scanned']} pixels {s['pixels']['by_nside']} -> {s['map_pixels']['total']} map pixels")
-        print(f"products: {', '.join(s['products'].values())} (flat nside {s['flat_nside']})")
+        s = result.summary_model
+        map_total = s.map_pixels.total if s.map_pixels is not None else None
+        print(f"scan: {s.pixels.scanned} pixels {s.pixels.by_nside} -> {map_total} map pixels")
+        print(f"products: {', '.join(s.products.values())} (flat nside {s.flat_nside})")
         print(f"imports: {t_import:.2f} s")
         for i, t in enumerate(times):
             print(f"merge {i + 1}: {t:.2f} s")

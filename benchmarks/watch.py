@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from skyscan.ops import catalog as catalog
-from skyscan.ops.watcher import LOCK_NAME, PID_NAME, launch_dir_of, load_config, run_watch
+from skyscan.ops.launcher import LOCK_NAME, PID_NAME, launch_dir_of
+from skyscan.ops.watchconfig import load_watch_config
+from skyscan.ops.watcher import run_watch
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simulate import TrackSpec, simulate_track
@@ -74,7 +76,7 @@ def build(root: Path, n_alerts: int, n_running: int) -> tuple[Path, list[int]]:
         f"max_running: {n_running}\nscan_command: [\"{{python}}\", \"-c\", \"pass\"]\n"
     )
     (root / "inbox").mkdir()
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     conn = catalog.connect(cfg.database)
     conn.execute("PRAGMA synchronous = OFF")  # setup only: the watcher itself runs with FULL
     fds = []
@@ -128,7 +130,7 @@ def main() -> None:
         cfg_path, fds = build(root, args.alerts, args.running)
         print(f"catalog: {args.alerts} alerts, {args.running} running scans (built in "
               f"{time.perf_counter() - t0:.1f} s)")
-        cfg = load_config(cfg_path)
+        cfg = load_watch_config(cfg_path)
         quiet = open(os.devnull, "w")  # the watcher's stderr lines are not the point here
         old_stderr, sys.stderr = sys.stderr, quiet
         try:
@@ -145,7 +147,7 @@ def main() -> None:
         listing = timed(lambda: subprocess.run(
             [sys.executable, "-m", "skyscan.cli_watch", "catalog", "--watch-config", str(cfg_path)],
             check=True, stdout=subprocess.DEVNULL), 3)
-        probe = "import time; t = time.perf_counter(); import skyscan.status; print(time.perf_counter() - t)"
+        probe = "import time; t = time.perf_counter(); import skyscan.graph.status; print(time.perf_counter() - t)"
         status_import = [float(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
                                               text=True).stdout) for _ in range(3)]
         conn = catalog.connect(cfg.database)
@@ -159,7 +161,7 @@ def main() -> None:
     print(f"steady pass, in-process:     median {statistics.median(steady):.3f} s, min {min(steady):.3f} s")
     print(f"pass taking 10 new events:   {ingest[0]:.3f} s (archive, validate, record; queued behind the cap)")
     print(f"cron call (new interpreter): median {statistics.median(cron):.3f} s, max {max(cron):.3f} s")
-    print(f"  of which importing the status source (skyscan.status): median "
+    print(f"  of which importing the status source (skyscan.graph.status): median "
           f"{statistics.median(status_import):.3f} s")
     print(f"skyscan catalog listing:     median {statistics.median(listing):.3f} s")
     worst = max(max(cron), ingest[0], first[0])

@@ -16,7 +16,7 @@ import htcondor2
 import pytest
 from click.testing import CliRunner
 
-from skyscan.campaign import core as cp
+import skyscan.campaign as cp
 from skyscan.cli.campaign import campaign as campaign_cli
 from skyscan.errors import InputError, SkyscanError
 from skyscan.reco.event import event_to_dict

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from skyscan.campaign import core as cp
+import skyscan.campaign as cp
 from skyscan.campaign import report as cr
 from skyscan.cli.campaign import campaign as campaign_cli
 from skyscan.errors import InputError
 from skyscan.nodes import merge
+from skyscan.nodes.synthetic import write_synthetic_scan
 from skyscan.reco.event import event_to_dict, read_event
 from skyscan.reco.geometry import ic86
 from skyscan.reco.simbatch import BatchSpec, simulate_batch, truth_radec_deg
@@ -74,12 +75,12 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for entry, centre in zip(m.events, CENTRES, strict=True):
         folder = m.event_dir(entry)
         original = read_event(folder / "event.json")
-        merge.write_synthetic_scan(
+        write_synthetic_scan(
             folder, centre_radec=centre, sigma_deg=SIGMA, run_id=entry.run_id, event_id=entry.event_id,
             event_time=original.event.time_iso,
         )  # fmt: skip
         merge.merge_scan(folder, plots=False)
-        from skyscan.graph.build import write_end_state
+        from skyscan.nodes.final import write_end_state
 
         write_end_state(folder, 0, 0)
         if entry.event_id == 4:  # truth only in the event file (not in the summary): the report converts it

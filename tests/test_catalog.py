@@ -25,6 +25,7 @@ from skyscan.ops.catalog import (
     record_revision,
     resolve_alert,
 )
+from skyscan.version import __version__
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=timezone.utc)
 
@@ -276,7 +277,7 @@ def test_export_snapshot(filled: sqlite3.Connection, tmp_path: Path) -> None:
                      "skymaps/run10-evt1-r2-s2.multiorder.fits"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["catalog_schema"] == "skyscan-catalog/1" and manifest["rows"] == 3
-    assert manifest["software"]["version"] == catalog.__version__
+    assert manifest["software"]["version"] == __version__
     for entry in manifest["files"] + manifest["skymaps"]:
         data = (out / entry["path"]).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)

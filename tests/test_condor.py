@@ -27,6 +27,7 @@ from skyscan.condor import dagwriter, schedd
 from skyscan.condor import submit as condor
 from skyscan.errors import InputError
 from skyscan.graph import build as scangraph
+from skyscan.graph import layout
 from skyscan.settings.scan import ScanConfig, load_config
 from skyscan.settings.site import load_site, parse_site, site_names
 from skyscan.workflow import Workflow
@@ -95,7 +96,7 @@ def fake_results(outdir: Path, stage: int, nside: int, centre: tuple[float, floa
         ipix = np.loadtxt(batch, dtype=np.int64, ndmin=1)
         vec = np.asarray(hp.pix2vec(nside, ipix, nest=True)).T
         llh = 20.0 + 500.0 * np.arccos(np.clip(vec @ c, -1, 1)) ** 2
-        with h5py.File(outdir / scangraph.result_path(stage, b), "w") as f:
+        with h5py.File(outdir / layout.result_path(stage, b), "w") as f:
             f["nside"] = np.int64(nside)
             f["ipix"] = ipix
             f["llh"] = llh
@@ -107,7 +108,7 @@ def write_stage0_batches(outdir: Path) -> None:
 
     batches = split_batches(all_pixels(cfg.stages[0].nside), cfg.stages[0].pixels_per_job)
     for b, pix in enumerate(batches):
-        path = outdir / scangraph.batch_path(0, b)
+        path = outdir / layout.batch_path(0, b)
         path.parent.mkdir(exist_ok=True)
         path.write_text("".join(f"{p}\n" for p in pix), encoding="utf-8")
 
@@ -513,7 +514,7 @@ def test_node_prepare_plan_final(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         return plan.Selection(sel.stage, sel.nside, sel.prev_nside, sel.rule, sel.best, sel.refined,
                               np.zeros(0, dtype=np.int64))
 
-    monkeypatch.setattr(scangraph, "select_stage", nothing)
+    monkeypatch.setattr("skyscan.nodes.plan.select_stage", nothing)
     skipped = CliRunner().invoke(cli, ["node", "plan", str(out), "--stage", "1"])
     assert skipped.exit_code == scangraph.PRE_SKIP_CODE == 100
     assert not (out / "stage1.dag").exists() and not list((out / "stage1").glob("batch-*.txt"))

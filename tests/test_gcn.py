@@ -13,7 +13,7 @@ import pytest
 from skyscan.errors import InputError
 from skyscan.products.containment import Region
 from skyscan.products.gcn import event_name, load_template, notice, render_circular, rounded_time
-from skyscan.products.skymapio import BestFit, SkymapMeta
+from skyscan.products.meta import BestFit, SkymapMeta
 
 
 def _region(level: float, area: float, ra: tuple[float, float], dec: tuple[float, float], ok: bool = True) -> Region:

@@ -17,14 +17,13 @@ from click.testing import CliRunner
 
 from skyscan.cli import cli
 from skyscan.errors import InputError
-from skyscan.nodes.merge import (
-    PRODUCT_FILES,
-    merge_options,
-    merge_scan,
-    product_levels,
-    write_synthetic_scan,
-)
-from skyscan.products.skymapio import read_multiorder_fits, read_skymap_h5
+from skyscan.nodes.merge import merge_scan
+from skyscan.nodes.synthetic import write_synthetic_scan
+from skyscan.products.fits import read_multiorder_fits
+from skyscan.products.hdf5 import read_skymap_h5
+from skyscan.products.summary import PRODUCT_FILES
+from skyscan.products.write import product_levels
+from skyscan.settings.merge import merge_options
 
 CENTRE = (77.0, 5.0)
 SIGMA = 2.0
@@ -132,7 +131,7 @@ def test_config_options_are_honoured(merged: tuple[Path, Any]) -> None:
 
 def test_failed_pixels_stay_in_the_map_and_are_never_the_best_fit(tmp_path: Path) -> None:
     # Stage 1 lists the children of the 12 nside-8 pixels nearest the centre; fail the ones nearest the centre.
-    from skyscan.nodes.merge import refine_plan
+    from skyscan.nodes.synthetic import refine_plan
 
     nside, pix = refine_plan(CENTRE, PLAN)[1]
     theta, phi = hp.pix2ang(nside, pix, nest=True)

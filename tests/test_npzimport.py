@@ -95,7 +95,7 @@ def test_import_produces_the_products(tmp_path: Path) -> None:
     assert s["import"]["npz"] == "scan.npz"
     for rel in s["products"].values():
         assert (out / rel).is_file()
-    from skyscan.products.skymapio import read_skymap_h5
+    from skyscan.products.hdf5 import read_skymap_h5
 
     h5 = read_skymap_h5(out / "skymap.h5")
     assert "import:" in h5.config_yaml and "scan.npz" in h5.config_yaml

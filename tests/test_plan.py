@@ -9,7 +9,7 @@ import pytest
 
 from skyscan.errors import InputError, SkyscanError
 from skyscan.graph.refine import (
-    BestFit,
+    BestPixel,
     all_pixels,
     children,
     global_best,
@@ -61,7 +61,7 @@ def test_batches_and_children() -> None:
 def test_best_fit_ignores_nan_and_breaks_ties_deterministically() -> None:
     llh = np.array([5.0, np.nan, 3.0, 3.0, np.inf])
     best = global_best(8, [10, 11, 12, 13, 14], llh)
-    assert best == BestFit(nside=8, ipix=12, llh=3.0)
+    assert best == BestPixel(nside=8, ipix=12, llh=3.0)
     # A tie between nsides goes to the finer pixel.
     best = global_best([8, 64], [3, 400], [1.0, 1.0])
     assert best is not None and (best.nside, best.ipix) == (64, 400)
@@ -181,6 +181,6 @@ def test_selection_is_independent_of_input_order_and_skips_scanned_pixels() -> N
 
 
 def test_refine_fixed_returns_children_of_the_nearest() -> None:
-    best = BestFit(nside=8, ipix=300, llh=0.0)
+    best = BestPixel(nside=8, ipix=300, llh=0.0)
     chosen, kids = refine_fixed(best, 8, 32, 4)
     assert 300 in chosen and chosen.size == 4 and kids.size == 4 * 16

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skyscan.nodes.merge import best_fit_of, measure_regions, paraboloid_llh, refine_plan
+from skyscan.nodes.synthetic import paraboloid_llh, refine_plan
+from skyscan.products.meta import SkymapMeta
 from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder
 from skyscan.products.plot import plot_fullsky, plot_zoom, sample_rows, zoom_window
-from skyscan.products.skymapio import SkymapMeta
+from skyscan.products.write import best_fit_of, measure_regions
 
 RED = np.array([0xD6, 0x27, 0x28])
 GREY = np.array([0xBD, 0xBD, 0xBD])

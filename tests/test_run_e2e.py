@@ -26,7 +26,7 @@ from skyscan.cli import cli
 from skyscan.graph.build import write_scan
 from skyscan.graph.status import scan_status
 from skyscan.local.executor import run_dag
-from skyscan.products.skymapio import read_skymap_h5
+from skyscan.products.hdf5 import read_skymap_h5
 from skyscan.reco import coords
 from skyscan.reco.event import event_to_dict
 from skyscan.reco.geometry import ic86

@@ -15,19 +15,13 @@ from astropy.io import fits
 from astropy.time import Time
 
 from skyscan.errors import InputError
-from skyscan.nodes.merge import best_fit_of, measure_regions, paraboloid_llh, refine_plan
+from skyscan.nodes.synthetic import paraboloid_llh, refine_plan
 from skyscan.products.containment import best_fit_radec
+from skyscan.products.fits import header_config, read_multiorder_fits, write_flat_fits, write_multiorder_fits
+from skyscan.products.hdf5 import read_skymap_h5, write_skymap_h5
+from skyscan.products.meta import SkymapMeta, StageRecord
 from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder, flatten
-from skyscan.products.skymapio import (
-    SkymapMeta,
-    StageRecord,
-    header_config,
-    read_multiorder_fits,
-    read_skymap_h5,
-    write_flat_fits,
-    write_multiorder_fits,
-    write_skymap_h5,
-)
+from skyscan.products.write import best_fit_of, measure_regions
 
 CENTRE = (200.0, -30.0)
 EVENT_TIME = datetime(2026, 3, 14, 15, 9, 26, 123456, tzinfo=timezone.utc)

@@ -17,6 +17,7 @@ from skyscan.condor import dagwriter as condor
 from skyscan.dagman.nodestatus import parse_jobstate_log, parse_node_status
 from skyscan.graph import build as scangraph
 from skyscan.graph.status import format_status, scan_status
+from skyscan.nodes.final import write_end_state
 from skyscan.settings.scan import ScanConfig, load_config
 from skyscan.settings.site import load_site
 
@@ -133,7 +134,7 @@ def test_local_finished_failed_and_interrupted(scan_dir: Path) -> None:
                runstate("skyscan.dag", top_nodes("failed", final="failed"), dead_pid(), finished=True, dag_status=1))
     write_json(scan_dir / "stage1.dag.runstate.json",
                runstate("stage1.dag", stage1_nodes(), dead_pid(), finished=True, dag_status=1))
-    scangraph.write_end_state(scan_dir, 1, 2)
+    write_end_state(scan_dir, 1, 2)
     st = scan_status(scan_dir).as_json()
     assert st["state"] == "failed"
     assert st["failed_nodes"] == ["stage1", "final", "scan-s1-0007"]
@@ -151,7 +152,7 @@ def test_local_done_with_a_skipped_stage(scan_dir: Path) -> None:
     write_json(scan_dir / "stage1.dag.runstate.json", runstate("stage1.dag", stage1, dead_pid(), True, 0))
     (scan_dir / "stage2").mkdir()
     write_json(scan_dir / "stage2" / "plan.json", {"schema": "skyscan-plan/1", "skipped": True})
-    scangraph.write_end_state(scan_dir, 0, 0)
+    write_end_state(scan_dir, 0, 0)
     st = scan_status(scan_dir)
     assert st.state == "done"
     assert [s.state for s in st.stages] == ["done", "done", "skipped"]
@@ -222,7 +223,7 @@ def test_condor_finished_then_resumed(scan_dir: Path) -> None:
     log.write_text(log.read_text(encoding="utf-8") + "1767323500 INTERNAL *** DAGMAN_FINISHED 1 ***\n",
                    encoding="utf-8")
     assert scan_status(scan_dir).state == "failed"  # finished with status 1, no end state (yet)
-    scangraph.write_end_state(scan_dir, 2, 1)
+    write_end_state(scan_dir, 2, 1)
     assert scan_status(scan_dir).state == "failed"
     # Resubmitted: DAGMan runs the rescue DAG; the old end state does not count while it runs.
     log.write_text(log.read_text(encoding="utf-8") + "1767324000 INTERNAL *** DAGMAN_STARTED 50.0 ***\n",

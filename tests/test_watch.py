@@ -26,8 +26,12 @@ from click.testing import CliRunner, Result
 
 from skyscan.cli.watch import standalone_group
 from skyscan.ops import catalog as catalog
+from skyscan.ops import launcher, watchconfig
 from skyscan.ops import watcher as watch
-from skyscan.ops.watcher import launch_dir_of, load_config, lock_held, run_watch
+from skyscan.ops.catalog import scans as catalog_scans
+from skyscan.ops.launcher import launch_dir_of, lock_held
+from skyscan.ops.watchconfig import load_watch_config
+from skyscan.ops.watcher import run_watch
 
 FAKE = Path(__file__).with_name("fake_scan.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -85,13 +89,13 @@ def invoke(*args: str) -> Result:
 
 
 def one_pass(cfg_path: Path) -> watch.CycleReport:
-    report = run_watch(load_config(cfg_path), once=True)
+    report = run_watch(load_watch_config(cfg_path), once=True)
     assert report is not None
     return report
 
 
 def db(cfg_path: Path) -> sqlite3.Connection:
-    conn: sqlite3.Connection = catalog.connect(load_config(cfg_path).database, create=False)
+    conn: sqlite3.Connection = catalog.connect(load_watch_config(cfg_path).database, create=False)
     return conn
 
 
@@ -184,20 +188,20 @@ def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_config_paths_default_to_the_state_dir(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path, outbox="/srv/out"))
+    cfg = load_watch_config(write_config(tmp_path, outbox="/srv/out"))
     assert cfg.inbox == tmp_path / "inbox"
     assert cfg.database == tmp_path / "state" / "catalog.sqlite"
     assert cfg.archive == tmp_path / "state" / "archive"
     assert cfg.outbox == Path("/srv/out")
     (tmp_path / "x").mkdir()
-    default = load_config(write_config(tmp_path / "x", scan_command=None))
+    default = load_watch_config(write_config(tmp_path / "x", scan_command=None))
     assert default.scan_command == (sys.executable, "-m", "skyscan.cli", "run")
 
 
 # --- end to end with the fake scan --------------------------------------------------------------------------------
 def test_three_events_end_to_end(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     docs = [event(base_doc, 100, 1), event(base_doc, 100, 2), event(base_doc, 101, 5, stream="bronze")]
     for i, doc in enumerate(docs):
         drop(cfg.inbox, f"alert-{i}.json", doc)
@@ -254,7 +258,7 @@ def test_three_events_end_to_end_with_the_real_skyscan_run(
     scan_config.write_text(yaml.safe_dump(FAST_SCAN_CONFIG), encoding="utf-8")
     cfg_path = write_config(tmp_path, scan_command=None, scan_config=str(scan_config), jobs=1, max_running=3,
                             max_attempts=1)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     for i in range(3):
         drop(cfg.inbox, f"alert-{i}.json", event(base_doc, 200, 10 + i))
     passes_until(cfg_path, all_in(cfg_path, "done", "failed", count=3), timeout=900)
@@ -270,7 +274,7 @@ def test_three_events_end_to_end_with_the_real_skyscan_run(
 # --- the inbox ----------------------------------------------------------------------------------------------------
 def test_malformed_empty_duplicate_and_revision(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, scan_command=fake_command("--hang"), stall_seconds=3600)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     first = event(base_doc, 7, 70)
     drop(cfg.inbox, "a-first.json", first)
     drop(cfg.inbox, "b-bad.json", '{"schema": "skyscan-event/1", "run_id": }')
@@ -325,7 +329,7 @@ def test_malformed_empty_duplicate_and_revision(tmp_path: Path, base_doc: dict[s
 
 def test_settle_time(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, settle_seconds=60, scan_command=fake_command("--hang"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     path = cfg.inbox / "written-in-place.json"
     path.write_text(json.dumps(event(base_doc, 1, 1)))
     assert one_pass(cfg_path).taken == 0 and path.exists()
@@ -337,7 +341,7 @@ def test_settle_time(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) 
 
 def test_cap_on_running_scans(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, max_running=1, scan_command=fake_command("--sleep", "0.3"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     for i in range(3):
         drop(cfg.inbox, f"e{i}.json", event(base_doc, 3, i))
     one_pass(cfg_path)
@@ -357,7 +361,7 @@ def test_cap_on_running_scans(tmp_path: Path, base_doc: dict[str, Any], reap: li
 # --- single instance, crashes -------------------------------------------------------------------------------------
 def test_second_watcher_exits_0_while_the_lock_is_held(tmp_path: Path, base_doc: dict[str, Any]) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 1, 2))
     cfg.lock_file.parent.mkdir(parents=True, exist_ok=True)
     with cfg.lock_file.open("a") as fh:
@@ -380,7 +384,7 @@ def test_two_watchers_started_together_make_one_scan_per_alert(
     tmp_path: Path, base_doc: dict[str, Any], reap: list[int]
 ) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     for i in range(4):
         drop(cfg.inbox, f"e{i}.json", event(base_doc, 9, i))
     procs = [_watch_process(cfg_path, "--once") for _ in range(2)]
@@ -399,7 +403,7 @@ def test_two_watchers_started_together_make_one_scan_per_alert(
 
 def test_loop_mode_stops_cleanly_on_sigterm(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, poll_seconds=0.2)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 3, 33))
     proc = _watch_process(cfg_path)
     try:
@@ -423,7 +427,7 @@ def test_watcher_sigkilled_right_after_starting_a_scan(
     kill_file = tmp_path / "kill-this-pid"
     cfg_path = write_config(tmp_path, poll_seconds=300,
                             scan_command=fake_command("--sleep", "0.5", "--kill-pid-file", str(kill_file)))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 4, 44))
     proc = _watch_process(cfg_path)  # loop mode: it would wait 300 s after its first pass
     kill_file.write_text(str(proc.pid))
@@ -447,13 +451,13 @@ def test_crash_between_starting_a_scan_and_recording_it(
     tmp_path: Path, base_doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch, reap: list[int]
 ) -> None:
     cfg_path = write_config(tmp_path, scan_command=fake_command("--sleep", "0.5"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 5, 55))
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt("the watcher dies here")
 
-    monkeypatch.setattr(catalog, "set_launched", crash)
+    monkeypatch.setattr(catalog_scans, "set_launched", crash)
     with pytest.raises(KeyboardInterrupt):
         run_watch(cfg, once=True)
     monkeypatch.undo()
@@ -469,7 +473,7 @@ def test_crash_between_claiming_a_scan_and_starting_it(
     tmp_path: Path, base_doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch, reap: list[int]
 ) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 6, 66))
 
     def crash(*args: Any, **kwargs: Any) -> int:
@@ -491,7 +495,7 @@ def test_failing_scan_is_retried_then_marked_failed(
     tmp_path: Path, base_doc: dict[str, Any], reap: list[int]
 ) -> None:
     cfg_path = write_config(tmp_path, max_attempts=3, scan_command=fake_command("--sleep", "0", "--fail-times", "99"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 11, 1))
     passes_until(cfg_path, all_in(cfg_path, "failed"))
     reap.extend(running_groups(cfg_path))
@@ -513,7 +517,7 @@ def test_failing_scan_is_retried_then_marked_failed(
 
 def test_scan_failing_once_is_resumed_and_done(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, scan_command=fake_command("--sleep", "0", "--fail-times", "1"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 12, 1))
     passes_until(cfg_path, all_in(cfg_path, "done"))
     reap.extend(running_groups(cfg_path))
@@ -524,7 +528,7 @@ def test_scan_failing_once_is_resumed_and_done(tmp_path: Path, base_doc: dict[st
 
 def test_retry_waits_for_the_retry_delay(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, retry_delay_seconds=3600, scan_command=fake_command("--fail-times", "9"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 13, 1))
     passes_until(cfg_path, lambda: scans(cfg_path)[0]["state"] == "queued" and scans(cfg_path)[0]["attempts"] == 1)
     reap.extend(running_groups(cfg_path))
@@ -537,12 +541,12 @@ def test_retry_waits_for_the_retry_delay(tmp_path: Path, base_doc: dict[str, Any
 def test_stalled_scan_is_killed_and_failed(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, stall_seconds=1, max_attempts=1, kill_grace_seconds=1,
                             scan_command=fake_command("--hang"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 14, 1))
     one_pass(cfg_path)
     row = scans(cfg_path)[0]
     reap.append(int(row["pid"]))
-    lock = launch_dir_of(row["outdir"]) / watch.LOCK_NAME
+    lock = launch_dir_of(row["outdir"]) / launcher.LOCK_NAME
     time.sleep(0.5)
     one_pass(cfg_path)  # first look at the scan: its progress fingerprint
     assert scans(cfg_path)[0]["state"] == "running" and lock_held(lock)
@@ -558,11 +562,11 @@ def test_vanished_scan_process_is_a_failed_attempt(
     tmp_path: Path, base_doc: dict[str, Any], reap: list[int]
 ) -> None:
     cfg_path = write_config(tmp_path, max_attempts=1, scan_command=fake_command("--hang"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 15, 1))
     one_pass(cfg_path)
     row = scans(cfg_path)[0]
-    lock = launch_dir_of(row["outdir"]) / watch.LOCK_NAME
+    lock = launch_dir_of(row["outdir"]) / launcher.LOCK_NAME
     deadline = time.monotonic() + 10
     while not (Path(row["outdir"]) / "fake-attempts.txt").exists():
         assert time.monotonic() < deadline
@@ -578,7 +582,7 @@ def test_vanished_scan_process_is_a_failed_attempt(
 
 def test_scan_command_that_cannot_start(tmp_path: Path, base_doc: dict[str, Any]) -> None:
     cfg_path = write_config(tmp_path, max_attempts=2, scan_command=[str(tmp_path / "no-such-program")])
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 16, 1))
     passes_until(cfg_path, all_in(cfg_path, "failed"))
     row = scans(cfg_path)[0]
@@ -595,7 +599,7 @@ def test_done_scan_without_a_usable_summary_fails(tmp_path: Path, base_doc: dict
         "(out / 'summary.json').write_text('{\"schema\": \"skyscan-summary/0\"}')\n"
     )
     cfg_path = write_config(tmp_path, max_attempts=1, scan_command=[sys.executable, str(script), "--sleep", "0"])
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 17, 1))
     passes_until(cfg_path, all_in(cfg_path, "failed"))
     assert "summary is unusable" in scans(cfg_path)[0]["last_error"]
@@ -618,7 +622,7 @@ def test_notification_failure_is_logged_and_retried(
         "    fh.write(os.environ['SKYSCAN_WATCH_ALERT'] + ' ' + sys.argv[1] + '\\n')\n"
     )
     cfg_path = write_config(tmp_path, notify_command=[sys.executable, str(script)])
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 18, 1))
     passes_until(cfg_path, all_in(cfg_path, "done"))
     reap.extend(running_groups(cfg_path))
@@ -638,12 +642,12 @@ def test_notification_failure_is_logged_and_retried(
 # --- operators ----------------------------------------------------------------------------------------------------
 def test_cancel_a_running_local_scan(tmp_path: Path, base_doc: dict[str, Any], reap: list[int]) -> None:
     cfg_path = write_config(tmp_path, scan_command=fake_command("--hang"))
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 21, 2))
     one_pass(cfg_path)
     row = scans(cfg_path)[0]
     reap.append(int(row["pid"]))
-    lock = launch_dir_of(row["outdir"]) / watch.LOCK_NAME
+    lock = launch_dir_of(row["outdir"]) / launcher.LOCK_NAME
     assert lock_held(lock)
     result = invoke("cancel", "21:2", "--watch-config", str(cfg_path), "--grace", "2")
     assert result.exit_code == 0, result.output
@@ -661,7 +665,7 @@ def test_rescan_queues_a_new_scan_of_the_latest_revision(
     tmp_path: Path, base_doc: dict[str, Any], reap: list[int]
 ) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 22, 3))
     passes_until(cfg_path, all_in(cfg_path, "done"))
     finer = tmp_path / "finer.yaml"
@@ -683,7 +687,7 @@ def test_rescan_queues_a_new_scan_of_the_latest_revision(
 
 def test_operator_commands_reject_unknown_alerts(tmp_path: Path, base_doc: dict[str, Any]) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 23, 1))
     one_pass(cfg_path)
     for args in (("cancel", "99:99"), ("rescan", "12345"), ("cancel", "yesterday's")):
@@ -696,7 +700,7 @@ def test_operator_commands_reject_unknown_alerts(tmp_path: Path, base_doc: dict[
 
 def _running_condor_scan(cfg_path: Path, base_doc: dict[str, Any]) -> None:
     """A catalog with one condor scan marked running, as a submit would leave it (no schedd here)."""
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     conn = catalog.connect(cfg.database)
     now = catalog.utcnow()
     res = catalog.record_revision(conn, run_id=31, event_id=4, sha256="ab" * 32, archive_path="/nowhere.json",
@@ -733,7 +737,7 @@ def test_condor_backend_submits_and_records_the_cluster(tmp_path: Path, base_doc
         "print('submitted skyscan-32-5 as DAGMan job 777; follow it with: skyscan status x')\n"
     )
     cfg_path = write_config(tmp_path, backend="condor", site="osg", submit_command=[sys.executable, str(script)])
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     drop(cfg.inbox, "e.json", event(base_doc, 32, 5))
     one_pass(cfg_path)
     row = scans(cfg_path)[0]
@@ -754,9 +758,9 @@ def test_example_config_is_valid_and_documents_every_setting() -> None:
 
     example = data_dir("config").joinpath("watch.example.yaml")
     text = example.read_text(encoding="utf-8")
-    cfg = watch.config_from_mapping(yaml.safe_load(text), Path("/srv/skyscan"), "watch.example.yaml")
+    cfg = watchconfig.config_from_mapping(yaml.safe_load(text), Path("/srv/skyscan"), "watch.example.yaml")
     assert cfg.database == Path("/srv/skyscan/catalog.sqlite") and cfg.backend == "local"
-    for key in watch.KNOWN_KEYS:
+    for key in watchconfig.KNOWN_KEYS:
         assert f"{key}:" in text, f"{key} is not documented in watch.example.yaml"
 
 
@@ -783,7 +787,7 @@ def test_cron_wrapper_sets_path_and_appends_to_its_log(tmp_path: Path) -> None:
 
 def test_unusable_database_is_exit_1_and_logged(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
+    cfg = load_watch_config(cfg_path)
     cfg.database.parent.mkdir(parents=True, exist_ok=True)
     cfg.database.write_bytes(b"not an sqlite file " * 100)
     result = invoke("watch", "--config", str(cfg_path), "--once")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from skyscan.atomic import write_text
-from skyscan.graph.build import TOP_DAG
+from skyscan.graph.layout import TOP_DAG, jobstate_log_name, status_file_name
 from skyscan.resources import data_text
 from skyscan.settings.scan import ScanConfig
 from skyscan.settings.site import SiteProfile
@@ -37,8 +37,8 @@ def campaign_workflow(names: Sequence[str], max_running: int) -> Workflow:
 
     wf = Workflow(
         maxjobs={EVENT_CATEGORY: max_running},
-        node_status_file=f"{CAMPAIGN_DAG}.status",
-        jobstate_log=f"{CAMPAIGN_DAG}.jobstate.log",
+        node_status_file=status_file_name(CAMPAIGN_DAG),
+        jobstate_log=jobstate_log_name(CAMPAIGN_DAG),
         getenv=WRAPPER_ENV,
     )
     for name in names:

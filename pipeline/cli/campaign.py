@@ -85,7 +85,7 @@ def create(
       skyscan campaign create sims/ -o camp/ --config fast.yaml
       skyscan campaign create 'alerts/*.json' list.txt -o camp/ --site osg --max-running 50
     """
-    from skyscan.campaign.core import create_campaign
+    from skyscan.campaign.create import create_campaign
     from skyscan.settings.scan import load_config
     from skyscan.settings.site import load_site
 
@@ -123,7 +123,7 @@ def run(campdir: str, jobs: int | None) -> None:
       skyscan campaign run camp/
       skyscan campaign run camp/ --jobs 8
     """
-    from skyscan.campaign.core import run_campaign
+    from skyscan.campaign.run import run_campaign
 
     outcome = run_campaign(campdir, jobs=jobs, stream=sys.stderr)
     c = outcome.status.counts
@@ -155,7 +155,7 @@ def submit(campdir: str, dry_run: bool) -> None:
       skyscan campaign submit camp/
       skyscan campaign submit camp/ --dry-run
     """
-    from skyscan.campaign.core import submit_campaign
+    from skyscan.campaign.run import submit_campaign
 
     cluster, command = submit_campaign(campdir, dry_run=dry_run)
     if cluster is None:
@@ -176,7 +176,7 @@ def status(campdir: str, as_json: bool) -> None:
       skyscan campaign status camp/
       skyscan campaign status camp/ --json
     """
-    from skyscan.campaign.core import campaign_status, format_campaign_status
+    from skyscan.campaign.status import campaign_status, format_campaign_status
 
     st = campaign_status(campdir)
     click.echo(json.dumps(st.as_json(), indent=1) if as_json else format_campaign_status(st))

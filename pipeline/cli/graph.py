@@ -1,7 +1,8 @@
 """Commands that write, submit and follow a scan graph: ``submit``, ``status``, ``node prepare|plan|final``.
 
 ``skyscan.cli`` registers these click command objects; each is a thin wrapper around a library
-function (``skyscan.graph.build``, ``skyscan.condor.submit``, ``skyscan.graph.status``).
+function (``skyscan.graph.build``, ``skyscan.condor.schedd``, ``skyscan.graph.status``, and the node kinds
+``skyscan.nodes.prepare``/``plan``/``final``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def submit(
       skyscan submit event.json -o scan/ --site osg --config my-plan.yaml --dry-run
     """
     from skyscan.condor.schedd import submit_command, submit_dag, submit_environment
-    from skyscan.graph.build import TOP_DAG, write_scan
+    from skyscan.graph.build import write_scan
+    from skyscan.graph.layout import TOP_DAG
     from skyscan.settings.scan import flag_overrides, load_config
     from skyscan.settings.site import load_site
 
@@ -66,7 +68,18 @@ def submit(
         click.echo("  " + submit_command(folder, TOP_DAG, paths.batch_name, env))
         return
     cluster = submit_dag(folder, TOP_DAG, paths.batch_name, env)
+    _record_submission(folder, cluster, paths.batch_name)
     click.echo(f"submitted {paths.batch_name} as DAGMan job {cluster}; follow it with: skyscan status {outdir}")
+
+
+def _record_submission(folder: Path, cluster: int, batch_name: str) -> None:
+    """Leave OUTDIR/submission.json for the alert watcher; the DAG is queued either way, so a failure only warns."""
+    from skyscan.ops.submission import record_submission
+
+    try:
+        record_submission(folder, cluster, batch_name)
+    except OSError as exc:
+        click.echo(f"warning: could not record the submission in {folder}: {exc}", err=True)
 
 
 def _warn_missing_image(image: str | None, folder: Path) -> None:
@@ -109,7 +122,7 @@ def node_prepare(event: str, outdir: str) -> None:
     Example (the DAG's prepare node, run inside the scan directory):
       skyscan node prepare event.json --outdir .
     """
-    from skyscan.graph.build import prepare_scan
+    from skyscan.nodes.prepare import prepare_scan
 
     doc = prepare_scan(event, outdir)
     fg = doc["first_guess"]
@@ -133,7 +146,8 @@ def node_plan(ctx: click.Context, outdir: str, stage: int) -> None:
     Example (the PRE script of node stage1):
       skyscan node plan . --stage 1
     """
-    from skyscan.graph.build import PRE_SKIP_CODE, plan_stage
+    from skyscan.graph.build import PRE_SKIP_CODE
+    from skyscan.nodes.plan import plan_stage
 
     outcome = plan_stage(outdir, stage)
     if outcome.skipped:
@@ -157,7 +171,9 @@ def node_final(ctx: click.Context, outdir: str, dag_status: int | None, failed_c
       skyscan node final . --dag-status 0 --failed-count 0
       skyscan node final scan/
     """
-    from skyscan.graph.build import read_end_state, write_end_state
+    from skyscan.graph.endstate import read_end_state
+    from skyscan.graph.layout import ScanLayout
+    from skyscan.nodes.final import write_end_state
 
     if (dag_status is None) != (failed_count is None):
         raise InputError("--dag-status and --failed-count go together")
@@ -166,7 +182,7 @@ def node_final(ctx: click.Context, outdir: str, dag_status: int | None, failed_c
     else:
         found = read_end_state(outdir)
         if found is None:
-            raise InputError(f"{Path(outdir) / 'end_state.json'}: no end state recorded yet")
+            raise InputError(f"{ScanLayout.at(outdir).end_state}: no end state recorded yet")
         doc = found
     click.echo(
         f"scan {doc['state']}: dag_status {doc['dag_status']}, failed nodes {doc['failed_count']} ({doc['time']})"

@@ -11,25 +11,26 @@ from skyscan.errors import InputError
 
 
 def _report(result: object) -> None:
-    from skyscan.nodes.merge import MergeResult
+    from skyscan.products.write import MergeResult
 
     assert isinstance(result, MergeResult)
-    s = result.summary
-    bf = s["best_fit"]
+    s = result.summary_model
+    bf = s.best_fit
+    map_total = s.map_pixels.total if s.map_pixels is not None else None
     click.echo(
-        f"merged run {s['run_id']} event {s['event_id']}: {s['pixels']['scanned']} pixels scanned "
-        f"({s['pixels']['failed']} failed) into {s['map_pixels']['total']} map pixels"
+        f"merged run {s.run_id} event {s.event_id}: {s.pixels.scanned} pixels scanned "
+        f"({s.pixels.failed} failed) into {map_total} map pixels"
     )
-    click.echo(f"best fit RA {bf['ra_deg']:.2f} Dec {bf['dec_deg']:+.2f} deg (nside {bf['nside']})")
-    cont = s["containment"]
+    click.echo(f"best fit RA {bf.ra_deg:.2f} Dec {bf.dec_deg:+.2f} deg (nside {bf.nside})")
+    cont = s.containment
     for label in ("50", "90"):
-        r = cont[label]
+        r = cont.regions[label]
         click.echo(
-            f"{label}% ({cont['method']}, 2dLLH <= {r['level_2dllh']:g}): {r['area_deg2']:.2f} deg2, "
-            f"RA +{r['ra_plus_deg']:.2f}/-{r['ra_minus_deg']:.2f}, Dec +{r['dec_plus_deg']:.2f}/-{r['dec_minus_deg']:.2f} deg"
-            + (f" [{r['note']}]" if r.get("note") else "")
+            f"{label}% ({cont.method}, 2dLLH <= {r.level_2dllh:g}): {r.area_deg2:.2f} deg2, "
+            f"RA +{r.ra_plus_deg:.2f}/-{r.ra_minus_deg:.2f}, Dec +{r.dec_plus_deg:.2f}/-{r.dec_minus_deg:.2f} deg"
+            + (f" [{r.note}]" if r.note else "")
         )
-    click.echo(f"wrote {', '.join(s['products'].values())} in {result.outdir}")
+    click.echo(f"wrote {', '.join(s.products.values())} in {result.outdir}")
 
 
 def _event_time(text: str | None) -> datetime | None:

@@ -98,7 +98,7 @@ def simulate(
       skyscan simulate --zenith 100 --azimuth 40 --energy 3e5 --seed 7 -o ev.json
       skyscan simulate --count 30 --energy-range 1e5 1e7 --directions upgoing --seed 3 -o events/
     """
-    from skyscan.nodes.scan import load_geometry
+    from skyscan.graph.event import load_geometry
     from skyscan.reco.event import event_to_dict, parse_time
     from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, TrackSpec, benchmark_spec, simulate_track
 
@@ -181,7 +181,7 @@ def _simulate_count(
     import csv
     import io
 
-    from skyscan.nodes.scan import load_geometry
+    from skyscan.graph.event import load_geometry
     from skyscan.reco.event import event_to_dict, parse_time
     from skyscan.reco.simbatch import BatchSpec, iter_batch, truth_radec_deg
 

@@ -14,7 +14,9 @@ import click
 
 from skyscan.errors import InputError
 from skyscan.ops import catalog as cat
-from skyscan.ops.watcher import cancel_alert, load_config, rescan_alert, run_watch
+from skyscan.ops.commands import cancel_alert, rescan_alert
+from skyscan.ops.watchconfig import load_watch_config
+from skyscan.ops.watcher import run_watch
 
 __all__ = ["cancel", "catalog", "main", "rescan", "standalone_group", "watch"]
 
@@ -38,7 +40,7 @@ def _database(db: Path | None, watch_config: Path | None) -> Path:
     if db is not None:
         return db
     if watch_config is not None:
-        return Path(load_config(watch_config).database)
+        return Path(load_watch_config(watch_config).database)
     raise InputError("no catalog database given: pass --db FILE or --watch-config FILE")
 
 
@@ -67,7 +69,7 @@ def watch(config_path: Path, once: bool) -> None:
       skyscan watch --config watch.yaml --once    # one pass, e.g. from cron every minute
       skyscan watch --config watch.yaml           # a pass every poll_seconds until SIGTERM
     """
-    cfg = load_config(config_path)
+    cfg = load_watch_config(config_path)
     run_watch(cfg, once=once)
 
 

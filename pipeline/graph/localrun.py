@@ -15,11 +15,13 @@ from typing import IO, Any
 
 from skyscan.condor.schedd import submit_environment
 from skyscan.errors import InputError
-from skyscan.graph.build import read_end_state, write_scan
+from skyscan.graph.build import write_scan
+from skyscan.graph.endstate import read_end_state
+from skyscan.graph.layout import ScanLayout
 from skyscan.local.events import RunResult
 from skyscan.local.progress import ScanProgress
 from skyscan.local.scheduler import run_dag
-from skyscan.products.summary import SUMMARY_FILE, Summary, read_summary
+from skyscan.products.summary import Summary, read_summary
 from skyscan.settings.scan import ScanConfig
 from skyscan.settings.site import load_site
 
@@ -61,9 +63,10 @@ def run_scan(
     observer = ScanProgress(out, live=show_live)
     result = run_dag(paths.dag, jobs=jobs, observer=observer, stop_event=stop_event)
     summary: Summary | None = None
-    if (paths.outdir / SUMMARY_FILE).is_file():
+    summary_path = ScanLayout(paths.outdir).summary
+    if summary_path.is_file():
         try:
-            summary = read_summary(paths.outdir / SUMMARY_FILE)
+            summary = read_summary(summary_path)
         except InputError:
             summary = None
     return LocalRun(paths.outdir, result, read_end_state(paths.outdir), summary, paths.reused)

@@ -24,14 +24,17 @@ import numpy.typing as npt
 
 from skyscan.errors import InputError, SkyscanError
 from skyscan.reco.healpix import nest_to_ang
+from skyscan.settings.scan import is_valid_nside
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class BestFit:
-    """The global best fit: its pixel (NESTED at ``nside``) and llh."""
+class BestPixel:
+    """The global best fit of a scan so far: its pixel (NESTED at ``nside``) and llh.
+
+    Not ``skyscan.products.meta.BestFit`` (the merged map's best-fit direction, with detector angles)."""
 
     nside: int
     ipix: int
@@ -56,14 +59,15 @@ def _pix2vec(nside: int, ipix: IntArray) -> FloatArray:
 BRUTE_FORCE_NPIX = 12 * 256 * 256
 
 
-def check_nside(nside: int) -> None:
-    if nside < 1 or nside > 2**29 or nside & (nside - 1):
+def _check_nside(nside: int) -> None:
+    """The configuration's nside rule (``skyscan.settings.scan.is_valid_nside``), for arguments of this module."""
+    if not is_valid_nside(nside):
         raise InputError(f"nside must be a power of two from 1 to 2**29, got {nside}")
 
 
 def all_pixels(nside: int) -> IntArray:
     """Every NESTED pixel of the sky (stage 0)."""
-    check_nside(nside)
+    _check_nside(nside)
     return np.arange(12 * nside * nside, dtype=np.int64)
 
 
@@ -90,7 +94,7 @@ def _as_arrays(nside: npt.ArrayLike, ipix: npt.ArrayLike, llh: npt.ArrayLike) ->
     return ns, px, lh
 
 
-def global_best(nside: npt.ArrayLike, ipix: npt.ArrayLike, llh: npt.ArrayLike) -> BestFit | None:
+def global_best(nside: npt.ArrayLike, ipix: npt.ArrayLike, llh: npt.ArrayLike) -> BestPixel | None:
     """The pixel with the lowest finite llh; ties go to the finer nside, then the lower index. None if none."""
     ns, px, lh = _as_arrays(nside, ipix, llh)
     ok = np.flatnonzero(np.isfinite(lh))
@@ -98,13 +102,13 @@ def global_best(nside: npt.ArrayLike, ipix: npt.ArrayLike, llh: npt.ArrayLike) -
         return None
     order = np.lexsort((px[ok], -ns[ok], lh[ok]))
     i = ok[order[0]]
-    return BestFit(nside=int(ns[i]), ipix=int(px[i]), llh=float(lh[i]))
+    return BestPixel(nside=int(ns[i]), ipix=int(px[i]), llh=float(lh[i]))
 
 
 def children(nside_from: int, ipix: npt.ArrayLike, nside_to: int) -> IntArray:
     """All NESTED descendants at ``nside_to`` of pixels at ``nside_from`` (sorted, unique)."""
-    check_nside(nside_from)
-    check_nside(nside_to)
+    _check_nside(nside_from)
+    _check_nside(nside_to)
     if nside_to < nside_from:
         raise InputError(f"cannot refine nside {nside_from} into the coarser nside {nside_to}")
     factor = (nside_to // nside_from) ** 2
@@ -123,7 +127,7 @@ def _by_distance(nside: int, ipix: IntArray, centre: FloatArray) -> IntArray:
 
 def nearest_pixels(nside: int, centre: FloatArray, n: int) -> IntArray:
     """The ``n`` pixels at ``nside`` whose centres are nearest the unit vector ``centre`` (sorted by index)."""
-    check_nside(nside)
+    _check_nside(nside)
     npix = 12 * nside * nside
     if n < 1 or n > npix:
         raise InputError(f"cannot pick {n} of the {npix} pixels at nside {nside}")
@@ -142,7 +146,7 @@ def nearest_pixels(nside: int, centre: FloatArray, n: int) -> IntArray:
     return np.sort(_by_distance(nside, candidates, centre)[:n])
 
 
-def refine_fixed(best: BestFit, prev_nside: int, nside: int, n: int) -> tuple[IntArray, IntArray]:
+def refine_fixed(best: BestPixel, prev_nside: int, nside: int, n: int) -> tuple[IntArray, IntArray]:
     """Fixed rule: (chosen pixels at ``prev_nside``, their children at ``nside``)."""
     chosen = nearest_pixels(prev_nside, best.vector(), n)
     return chosen, children(prev_nside, chosen, nside)
@@ -152,7 +156,7 @@ def refine_adaptive(
     nside_arr: npt.ArrayLike,
     ipix_arr: npt.ArrayLike,
     llh_arr: npt.ArrayLike,
-    best: BestFit,
+    best: BestPixel,
     prev_nside: int,
     nside: int,
     threshold: float,
@@ -186,7 +190,7 @@ class Selection:
     nside: int
     prev_nside: int
     rule: str
-    best: BestFit
+    best: BestPixel
     refined: IntArray
     pixels: IntArray  # sorted; already-scanned pixels at ``nside`` removed
 

@@ -21,7 +21,7 @@ from skyscan.dagman.nodestatus import CONDOR_NODE_STATES as CONDOR_NODE_STATES
 from skyscan.dagman.nodestatus import parse_jobstate_log as parse_jobstate_log
 from skyscan.dagman.nodestatus import parse_node_status as parse_node_status
 from skyscan.errors import InputError
-from skyscan.graph.build import read_end_state
+from skyscan.graph.endstate import read_end_state
 from skyscan.graph.layout import TOP_DAG, ScanLayout, parse_scan_node_name, stage_dag_name, stage_node_name
 
 STATUS_SCHEMA = "skyscan-status/1"
@@ -130,7 +130,7 @@ def _dag_nodes(path: Path) -> dict[str, int]:
 # Backends
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class _DagState:
+class DagState:
     """Node states of one DAG file, in our buckets; ``None`` if that DAG has no state yet."""
 
     nodes: dict[str, str]
@@ -138,8 +138,23 @@ class _DagState:
     status: int | None = None  # DAG exit status once finished
 
 
-def _local_state(folder: Path, dag: str) -> _DagState | None:
-    from skyscan.local.executor import pid_alive, read_runstate
+def local_dag_state(runstate: dict[str, Any]) -> DagState:
+    """Node states of a DAG from its run-state document (skyscan-runstate/1, as ``read_runstate`` returns it);
+    running while the document is unfinished and its runner's pid is alive. Campaign status asks the same."""
+    from skyscan.local.processes import pid_alive
+
+    nodes = {}
+    for name, info in runstate["nodes"].items():
+        state = info.get("state") if isinstance(info, dict) else None
+        nodes[str(name)] = LOCAL_NODE_STATES.get(str(state), "waiting")
+    finished = runstate.get("finished")
+    running = finished is None and pid_alive(runstate.get("pid"))
+    status = runstate.get("dag_status") if finished is not None else None
+    return DagState(nodes, running=running, status=status if isinstance(status, int) else None)
+
+
+def _local_state(folder: Path, dag: str) -> DagState | None:
+    from skyscan.local.runstate import read_runstate
 
     path = ScanLayout(folder).runstate(dag)
     if not path.is_file():
@@ -148,17 +163,10 @@ def _local_state(folder: Path, dag: str) -> _DagState | None:
         doc = read_runstate(path)
     except InputError:
         return None
-    nodes = {}
-    for name, info in doc["nodes"].items():
-        state = info.get("state") if isinstance(info, dict) else None
-        nodes[str(name)] = LOCAL_NODE_STATES.get(str(state), "waiting")
-    finished = doc.get("finished")
-    running = finished is None and pid_alive(doc.get("pid"))
-    status = doc.get("dag_status") if finished is not None else None
-    return _DagState(nodes, running=running, status=status if isinstance(status, int) else None)
+    return local_dag_state(doc)
 
 
-def _condor_state(folder: Path, dag: str) -> _DagState | None:
+def _condor_state(folder: Path, dag: str) -> DagState | None:
     layout = ScanLayout(folder)
     status_text = _read(layout.status_file(dag))
     log_text = _read(layout.jobstate_log(dag))
@@ -175,7 +183,7 @@ def _condor_state(folder: Path, dag: str) -> _DagState | None:
         if started is not None:
             running = finished is None or finished < started
             status = None if running else exit_status
-    return _DagState(nodes, running=running, status=status)
+    return DagState(nodes, running=running, status=status)
 
 
 def _mtime(path: Path) -> float | None:
@@ -246,7 +254,7 @@ def scan_status(outdir: str | Path) -> ScanStatus:
         raise InputError(f"{folder}: not a skyscan scan directory (no {TOP_DAG})")
     backend = detect_backend(folder)
 
-    def state_of(dag: str) -> _DagState | None:
+    def state_of(dag: str) -> DagState | None:
         if backend == "local":
             return _local_state(folder, dag)
         if backend == "condor":
@@ -293,7 +301,7 @@ def scan_status(outdir: str | Path) -> ScanStatus:
     )
 
 
-def _collect(nodes: dict[str, int], dag_state: _DagState | None, stage: int) -> tuple[Counts, Counts]:
+def _collect(nodes: dict[str, int], dag_state: DagState | None, stage: int) -> tuple[Counts, Counts]:
     """(node counts, pixel counts) of the scan nodes of ``stage`` among ``nodes`` ({name: npix})."""
     node_counts, pixel_counts = Counts(), Counts()
     for name, npix in nodes.items():
@@ -306,7 +314,7 @@ def _collect(nodes: dict[str, int], dag_state: _DagState | None, stage: int) -> 
     return node_counts, pixel_counts
 
 
-def _overall_state(top: _DagState | None, end: dict[str, Any] | None) -> str:
+def _overall_state(top: DagState | None, end: dict[str, Any] | None) -> str:
     end_state = end.get("state") if end else None
     if end_state not in ("done", "failed"):
         end_state = None

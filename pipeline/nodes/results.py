@@ -15,6 +15,7 @@ status of a scan does not pay for it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ import numpy.typing as npt
 
 from skyscan.atomic import atomic_path, write_text
 from skyscan.errors import InputError, SkyscanError
+from skyscan.graph.layout import ScanLayout
 from skyscan.version import __version__
 
 if TYPE_CHECKING:
@@ -211,6 +213,20 @@ def write_batch(path: Path, pixels: npt.ArrayLike) -> bool:
         return False
     write_text(path, text)
     return True
+
+
+def write_stage_batches(outdir: Path, stage: int, batches: Sequence[IntArray]) -> None:
+    """Write stage<k>/batch-*.txt (the prepare and plan nodes) and delete stale ones beyond them."""
+    layout = ScanLayout(outdir)
+    layout.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for b, pixels in enumerate(batches):
+        path = layout.batch_file(stage, b)
+        wanted.add(path.name)
+        write_batch(path, pixels)  # unchanged files are left alone
+    for old in layout.list_batch_files(stage):
+        if old.name not in wanted:
+            old.unlink()
 
 
 def read_batch(path: Path) -> IntArray:

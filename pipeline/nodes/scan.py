@@ -19,12 +19,11 @@ import numpy.typing as npt
 
 from skyscan import iers_cache
 from skyscan.errors import InputError
+from skyscan.graph.event import load_event
 from skyscan.nodes.results import BatchResult, ResultProvenance, is_complete
 from skyscan.nodes.results import write_result as write_result_file
 from skyscan.reco import coords
-from skyscan.reco.event import EventFile, read_event
 from skyscan.reco.fit import FitTable, make_reconstruction
-from skyscan.reco.geometry import Geometry, builtin, read_csv
 from skyscan.reco.healpix import nside_to_npix
 from skyscan.reco.settings import RecoSettings
 from skyscan.settings.scan import is_valid_nside
@@ -32,28 +31,6 @@ from skyscan.settings.scan import is_valid_nside
 DEFAULT_RECONSTRUCTION = "pandel-track"
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
-
-
-def load_geometry(name_or_path: str | None, event_geometry: str = "ic86") -> Geometry:
-    """A geometry file if given, else the event's built-in geometry."""
-    if name_or_path:
-        if name_or_path in ("ic86",):
-            return builtin(name_or_path)
-        return read_csv(name_or_path)
-    return builtin(event_geometry)
-
-
-def load_event(path: str | os.PathLike[str], geometry_arg: str | None = None) -> tuple[EventFile, Geometry]:
-    """Read an event and its geometry, checking every pulse's DOM exists."""
-    ef = read_event(path)
-    geo = load_geometry(geometry_arg, ef.event.geometry)
-    from skyscan.reco.event import check_doms
-
-    try:
-        check_doms(ef.event.pulses, geo.keys)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    return ef, geo
 
 
 def parse_pixel_spec(spec: str, nside: int) -> npt.NDArray[np.int64]:

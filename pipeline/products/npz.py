@@ -24,8 +24,8 @@ import numpy.typing as npt
 from astropy.time import Time
 
 from skyscan.errors import InputError
+from skyscan.products.meta import StageRecord
 from skyscan.products.moc import StageResult, order_of_nside
-from skyscan.products.skymapio import StageRecord
 
 FloatArray = npt.NDArray[np.float64]
 

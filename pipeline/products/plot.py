@@ -34,8 +34,8 @@ from mpl_toolkits.axes_grid1 import make_axes_locatable
 from skyscan.atomic import atomic_path
 from skyscan.products.containment import Region
 from skyscan.products.gcn import rounded_time
+from skyscan.products.meta import SkymapMeta
 from skyscan.products.moc import MultiOrderMap
-from skyscan.products.skymapio import SkymapMeta
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

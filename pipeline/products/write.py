@@ -1,0 +1,245 @@
+"""Writing every merge product of one multi-order map: skymap.h5, both FITS maps, plots, GCN drafts, summary.json.
+
+The merge node (``skyscan.nodes.merge``) reads the results and the configuration and resolves the choices
+(:class:`ProductChoices`); this module computes what the products report (best fit, containment regions, pixel
+counts) and writes them, each atomically, summary.json last (it lists the others, docs/summary-format.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyscan.atomic import write_json, write_text
+from skyscan.errors import InputError
+from skyscan.products.containment import LEVELS, LevelSpec, Region, best_fit_radec, region, resolve_levels
+from skyscan.products.fits import write_flat_fits, write_multiorder_fits
+from skyscan.products.hdf5 import write_skymap_h5
+from skyscan.products.meta import PRODUCT_LEVELS, BestFit, SkymapMeta, StageRecord
+from skyscan.products.moc import MultiOrderMap, StageResult, flatten, nside_ipix_to_uniq
+from skyscan.products.summary import (
+    PRODUCT_FILES,
+    BestFitRecord,
+    ContainmentRecord,
+    ImportRecord,
+    MapPixelCounts,
+    PixelCounts,
+    RegionRecord,
+    SkyPosition,
+    SoftwareRecord,
+    Summary,
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the products report
+# --------------------------------------------------------------------------------------------------------------
+def product_levels(spec: LevelSpec) -> tuple[str, dict[str, float]]:
+    """(method name, levels labelled '50' and '90' at least) of a containment specification.
+
+    Products need a 50% and a 90% region. Named sets and mappings must provide those labels; two bare numbers
+    are taken as the 50% and the 90% level (the smaller first).
+    """
+    levels = resolve_levels(spec)
+    if isinstance(spec, str) and spec.strip().lower() in LEVELS:
+        method = spec.strip().lower()
+    else:
+        method = "explicit"
+    if all(label in levels for label in PRODUCT_LEVELS):
+        return method, levels
+    is_mapping = isinstance(spec, Mapping)
+    if not is_mapping and len(levels) == 2:
+        low, high = sorted(levels.values())
+        return method, {"50": low, "90": high}
+    raise InputError(
+        f"containment {spec!r}: give the 50% and 90% levels (a name such as 'wilks', two numbers like '1.39,4.61', "
+        "or a mapping with keys 50 and 90)"
+    )
+
+
+def pixel_counts(stages: Sequence[StageResult]) -> dict[str, Any]:
+    """Distinct scanned pixels (per nside) and how many of them failed (no finite llh in any attempt)."""
+    uniq = np.concatenate([nside_ipix_to_uniq(s.nside, s.ipix) for s in stages])
+    finite = np.concatenate([np.isfinite(s.llh) for s in stages])
+    nsides = np.concatenate([np.full(s.ipix.size, s.nside, dtype=np.int64) for s in stages])
+    distinct, first = np.unique(uniq, return_index=True)
+    ok = np.unique(uniq[finite])
+    failed = int(distinct.size - ok.size)
+    by_nside_values, by_nside_counts = np.unique(nsides[first], return_counts=True)
+    return {
+        "scanned": int(distinct.size),
+        "failed": failed,
+        "by_nside": {str(int(n)): int(c) for n, c in zip(by_nside_values, by_nside_counts, strict=True)},
+    }
+
+
+def best_fit_of(m: MultiOrderMap, event_time: datetime | None) -> BestFit:
+    """Best-fit pixel centre, with the detector direction when the event time is known."""
+    ra, dec = best_fit_radec(m)
+    best = m.best_index
+    zen: float | None = None
+    azi: float | None = None
+    if event_time is not None:
+        from skyscan import iers_cache
+        from skyscan.reco.coords import equatorial_to_local
+
+        iers_cache.install()  # parsing astropy's Earth-orientation table costs over a second otherwise
+        z, a = equatorial_to_local(math.radians(ra), math.radians(dec), event_time)
+        zen, azi = math.degrees(float(z)), math.degrees(float(a)) % 360.0
+    return BestFit(ra, dec, zen, azi, float(m.llh[best]), int(m.nside[best]))
+
+
+def measure_regions(m: MultiOrderMap, levels: Mapping[str, float]) -> dict[str, Region]:
+    return {label: region(m, value) for label, value in levels.items()}
+
+
+def build_summary(
+    meta: SkymapMeta,
+    pixels: Mapping[str, Any],
+    products: Mapping[str, str],
+    *,
+    flat_nside: int | None = None,
+    map_pixels: MapPixelCounts | None = None,
+    imported: ImportRecord | None = None,
+) -> Summary:
+    """The summary of a merge (schema skyscan-summary/1, docs/summary-format.md); `pixels` as pixel_counts gives."""
+    bf = meta.best_fit
+    truth: SkyPosition | None = None
+    truth_offset_deg: float | None = None
+    if meta.truth_radec is not None:
+        from skyscan.reco.coords import angular_distance
+
+        t_ra, t_dec = meta.truth_radec
+        offset = angular_distance(
+            math.radians(bf.ra_deg), math.radians(bf.dec_deg), math.radians(t_ra), math.radians(t_dec)
+        )
+        truth = SkyPosition(t_ra, t_dec)
+        truth_offset_deg = math.degrees(float(offset))
+    return Summary(
+        run_id=int(meta.run_id),
+        event_id=int(meta.event_id),
+        event_time=meta.event_time_iso,
+        stream=meta.stream,
+        best_fit=BestFitRecord(bf.ra_deg, bf.dec_deg, bf.zenith_deg, bf.azimuth_deg, bf.llh, bf.nside),
+        containment=ContainmentRecord(
+            meta.containment_method, {label: RegionRecord(**reg.as_dict()) for label, reg in meta.regions.items()}
+        ),
+        pixels=PixelCounts(pixels["scanned"], pixels["failed"], dict(pixels["by_nside"])),
+        software=SoftwareRecord(meta.software_version, meta.git_revision),
+        products=dict(products),
+        created=meta.created_iso,
+        source=meta.source,
+        config_sha256=meta.config_sha256,
+        truth=truth,
+        truth_offset_deg=truth_offset_deg,
+        flat_nside=flat_nside,
+        map_pixels=map_pixels,
+        imported=imported,
+    )
+
+
+def json_ready(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with non-finite floats replaced by None (JSON has no NaN)."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, Mapping):
+            return {str(k): fix(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [fix(x) for x in v]
+        return v
+
+    return {str(k): fix(v) for k, v in doc.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing them
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProductChoices:
+    """What to write, resolved by the caller from the ``merge:`` configuration and the command line."""
+
+    flat_nside: int  # nside of the flat RING map
+    plots: bool
+    zoom_plot: bool
+    circular_template: str | os.PathLike[str] | None  # None: the packaged config/circular.txt
+
+
+@dataclass
+class MergeResult:
+    """What a merge produced: the map, its metadata, the summary (as written, and typed) and the products.
+
+    Product paths are absolute."""
+
+    outdir: Path
+    map: MultiOrderMap
+    meta: SkymapMeta
+    summary: dict[str, Any]  # summary.json as written (Summary.to_json())
+    summary_model: Summary
+    products: dict[str, Path] = field(default_factory=dict)
+
+
+def _rel(path: Path, outdir: Path) -> str:
+    try:
+        return str(path.relative_to(outdir))
+    except ValueError:
+        return str(path)
+
+
+def write_products(
+    outdir: Path,
+    m: MultiOrderMap,
+    meta: SkymapMeta,
+    records: Sequence[StageRecord],
+    pixels: dict[str, Any],
+    choices: ProductChoices,
+    *,
+    event_json: str | None = None,
+    imported: ImportRecord | None = None,
+) -> MergeResult:
+    """Write every product into `outdir` (each atomically) and, last, summary.json listing them."""
+    from skyscan.products import gcn as gcn
+
+    template_path = choices.circular_template
+    template = gcn.load_template(template_path)  # read first: a bad template must fail before anything is written
+    circular = gcn.render_circular(meta, template, source=str(template_path or "circular template"))
+
+    products: dict[str, Path] = {}
+
+    def target(key: str) -> Path:
+        p = outdir / PRODUCT_FILES[key]
+        products[key] = p
+        return p
+
+    write_skymap_h5(target("skymap_h5"), m, meta, records, event_json)
+    write_multiorder_fits(target("multiorder_fits"), m, meta)
+    write_flat_fits(target("flat_fits"), flatten(m, choices.flat_nside, "RING"), meta)
+    if choices.plots:
+        from skyscan.products import plot as plot
+
+        plot.plot_fullsky(target("plot_fullsky"), m, meta)
+        if choices.zoom_plot:
+            plot.plot_zoom(target("plot_zoom"), m, meta)
+    write_text(target("circular"), circular)
+    write_json(target("notice"), json_ready(gcn.notice(meta)))
+    target("summary")
+
+    summary = build_summary(
+        meta,
+        pixels,
+        {k: _rel(p, outdir) for k, p in products.items()},
+        flat_nside=choices.flat_nside,
+        map_pixels=MapPixelCounts(total=len(m), failed=m.n_failed),
+        imported=imported,
+    )
+    doc = summary.to_json()
+    write_json(products["summary"], doc)
+    return MergeResult(outdir=outdir, map=m, meta=meta, summary=doc, summary_model=summary, products=products)
