@@ -49,9 +49,9 @@ from skyscan.campaign.manifest import (
     write_manifest,
 )
 from skyscan.errors import InputError
-from skyscan.local.events import utcnow
 from skyscan.settings.scan import ScanConfig
 from skyscan.settings.site import SiteProfile
+from skyscan.timestamps import utcnow
 
 DEFAULT_MAX_RUNNING = 20
 #: What ``create_campaign`` writes into CAMPDIR: a directory holding only these may be created into again

@@ -22,9 +22,9 @@ from skyscan.errors import InputError
 from skyscan.graph.endstate import read_end_state
 from skyscan.graph.layout import TOP_DAG, ScanLayout, jobstate_log_name, runstate_name
 from skyscan.graph.status import ScanStatus, local_dag_state, scan_status
-from skyscan.local.events import utcnow
 from skyscan.local.runstate import read_runstate
 from skyscan.products.summary import PixelCounts, read_summary_document
+from skyscan.timestamps import utcnow
 
 CAMPAIGN_STATUS_SCHEMA = "skyscan-campaign-status/1"
 EVENT_STATES = ("done", "running", "failed", "interrupted", "waiting", "rejected")

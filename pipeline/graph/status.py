@@ -23,6 +23,7 @@ from skyscan.dagman.nodestatus import parse_node_status as parse_node_status
 from skyscan.errors import InputError
 from skyscan.graph.endstate import read_end_state
 from skyscan.graph.layout import TOP_DAG, ScanLayout, parse_scan_node_name, stage_dag_name, stage_node_name
+from skyscan.timestamps import utcnow
 
 STATUS_SCHEMA = "skyscan-status/1"
 BUCKETS = ("done", "running", "failed", "waiting")
@@ -206,7 +207,7 @@ def detect_backend(outdir: str | Path) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utcnow(datetime.fromtimestamp(ts, timezone.utc))
 
 
 def _stage_nsides(folder: Path) -> list[int]:
@@ -289,7 +290,7 @@ def scan_status(outdir: str | Path) -> ScanStatus:
     end = read_end_state(folder)
     state = _overall_state(top, end)
     times = [t for t in (_mtime(p) for p in [*sources, layout.end_state]) if t is not None]
-    updated = _iso(max(times)) if times else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    updated = _iso(max(times)) if times else utcnow()
     return ScanStatus(
         outdir=str(folder),
         backend=backend,

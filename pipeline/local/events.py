@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -27,7 +26,6 @@ __all__ = [
     "format_dag_finished",
     "format_dag_started",
     "format_node_event",
-    "utcnow",
 ]
 
 #: Node states, in the order a node normally passes through them (``skipped``: its PRE script said so).
@@ -36,11 +34,6 @@ STATES = ("waiting", "pre", "running", "post", "done", "failed", "skipped")
 SUCCESS_STATES = frozenset({"done", "skipped"})
 #: States in which a node holds its worker thread (and usually a process slot).
 ACTIVE_STATES = frozenset({"pre", "running", "post"})
-
-
-def utcnow() -> str:
-    """The current UTC time to the second, e.g. ``2026-11-24T12:00:00Z`` (events, logs, run-state files)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

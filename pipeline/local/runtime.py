@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyscan.local.events import DagObserver, LogObserver, utcnow
+from skyscan.local.events import DagObserver, LogObserver
 from skyscan.local.processes import POLL_SECONDS
+from skyscan.timestamps import utcnow
 
 __all__ = ["Runtime"]
 

@@ -29,7 +29,6 @@ from skyscan.local.events import (
     NodeEvent,
     NodeInfo,
     RunResult,
-    utcnow,
 )
 from skyscan.local.processes import POLL_SECONDS, StopControl, Stopped, signal_handlers
 from skyscan.local.runstate import (
@@ -42,6 +41,7 @@ from skyscan.local.runstate import (
 )
 from skyscan.local.runtime import Runtime
 from skyscan.local.worker import NodeReport, NodeWorker
+from skyscan.timestamps import utcnow
 
 __all__ = ["DagRun", "run_dag"]
 

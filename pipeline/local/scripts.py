@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from skyscan.dagman.parse import DagNode, DagScript
-from skyscan.local.events import utcnow
 from skyscan.local.processes import POLL_SECONDS, RC_NOT_STARTED, StopControl, Stopped, run_process
 from skyscan.local.runtime import Runtime
+from skyscan.timestamps import utcnow
 
 __all__ = ["run_script"]
 

@@ -15,7 +15,7 @@ from skyscan.atomic import write_json
 from skyscan.errors import InputError
 from skyscan.graph.endstate import END_STATE_SCHEMA
 from skyscan.graph.layout import ScanLayout
-from skyscan.local.events import utcnow
+from skyscan.timestamps import utcnow
 
 
 def end_state(dag_status: int, failed_count: int) -> dict[str, Any]:

@@ -14,7 +14,6 @@ status of a scan does not pay for it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy.typing as npt
 from skyscan.atomic import atomic_path, write_text
 from skyscan.errors import InputError, SkyscanError
 from skyscan.graph.layout import ScanLayout
+from skyscan.timestamps import utcnow
 from skyscan.version import __version__
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class ResultProvenance:
 
     @staticmethod
     def now() -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return utcnow()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from skyscan.errors import InputError, SkyscanError
 from skyscan.graph.layout import batch_name
 from skyscan.ops.catalog import scans
 from skyscan.ops.catalog.db import ACTIVE_STATES
-from skyscan.ops.catalog.stamps import utcnow
 from skyscan.ops.launcher import kill_detached, launch_dir_of
+from skyscan.timestamps import utcnow
 
 __all__ = ["cancel_alert", "rescan_alert"]
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from skyscan.errors import InputError
 from skyscan.ops.catalog import scans
-from skyscan.ops.catalog.stamps import utcnow
 from skyscan.ops.cycle import ITEM_ERRORS, CycleReport
 from skyscan.ops.logs import one_line
 from skyscan.ops.watchconfig import WatchConfig
 from skyscan.reco.event import EventFile, check_doms, read_event
+from skyscan.timestamps import utcnow
 
 __all__ = ["Inbox"]
 

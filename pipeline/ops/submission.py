@@ -19,7 +19,7 @@ from typing import Any
 
 from skyscan.atomic import write_json
 from skyscan.errors import InputError
-from skyscan.ops.catalog.stamps import utcnow
+from skyscan.timestamps import utcnow
 
 __all__ = [
     "SUBMISSION_FILE",

@@ -37,7 +37,7 @@ from skyscan.graph.layout import ScanLayout, batch_name
 from skyscan.ops.catalog import scans, summaries
 from skyscan.ops.catalog.db import connect
 from skyscan.ops.catalog.scans import ScanRow
-from skyscan.ops.catalog.stamps import parse_stamp, retry_time, utcnow
+from skyscan.ops.catalog.stamps import retry_time
 from skyscan.ops.cycle import ITEM_ERRORS, CycleReport
 from skyscan.ops.ingest import Inbox
 from skyscan.ops.launcher import (
@@ -59,6 +59,7 @@ from skyscan.ops.publish import publish_outbox
 from skyscan.ops.submission import cluster_from_text, read_submission
 from skyscan.ops.watchconfig import WatchConfig
 from skyscan.products.summary import PRODUCT_FILES
+from skyscan.timestamps import parse_stamp, utcnow
 
 if TYPE_CHECKING:
     from skyscan.graph.status import ScanStatus

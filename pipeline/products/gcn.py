@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from skyscan.errors import InputError
-from skyscan.products.meta import SkymapMeta, iso_z
+from skyscan.products.meta import SkymapMeta
+from skyscan.timestamps import iso_z
 
 NOTICE_SCHEMA = "https://gcn.nasa.gov/schema/main/gcn/notices/icecube/gold_bronze_track_alerts.schema.json"
 PURITY_PERCENT = {"gold": 50, "bronze": 30}

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyscan.products.containment import Region
+from skyscan.timestamps import iso_z
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -92,13 +93,6 @@ class SkymapMeta:
         return self.regions["90"]
 
 
-def iso_z(t: datetime) -> str:
-    """ISO 8601 UTC with microseconds and a trailing Z (naive times are taken as UTC)."""
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def mjd_of(t: datetime) -> float:
     """Modified Julian date (UTC) of a time."""
     from astropy.time import Time  # imported here: slow to import, and only the FITS headers need it
@@ -127,4 +121,4 @@ class StageRecord:
         return int(self.ipix.size)
 
 
-__all__ = ["PRODUCT_LEVELS", "BestFit", "SkymapMeta", "StageRecord", "iso_z", "mjd_of"]
+__all__ = ["PRODUCT_LEVELS", "BestFit", "SkymapMeta", "StageRecord", "mjd_of"]

@@ -41,7 +41,7 @@ from skyscan.campaign.report.stats import (
     compute_stats,
     wilks_level,
 )
-from skyscan.local.events import utcnow
+from skyscan.timestamps import utcnow
 
 REPORT_SCHEMA = "skyscan-campaign-report/1"
 CATALOG_CSV = "catalog.csv"

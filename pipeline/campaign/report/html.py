@@ -14,7 +14,7 @@ from typing import Any
 from skyscan.campaign.manifest import Manifest
 from skyscan.campaign.report.rows import LABELS
 from skyscan.campaign.report.stats import CI_LEVEL, Fraction, Stats
-from skyscan.local.events import utcnow
+from skyscan.timestamps import utcnow
 
 _CSS = (
     "body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;font-size:90%}"

@@ -18,8 +18,8 @@ from typing import Any
 from skyscan.errors import InputError
 from skyscan.graph.layout import ScanLayout
 from skyscan.ops.catalog.listing import CATALOG_SCHEMA, catalog_document, catalog_rows, format_csv, software_record
-from skyscan.ops.catalog.stamps import utcnow
 from skyscan.products.summary import PRODUCT_FILES
+from skyscan.timestamps import utcnow
 
 __all__ = ["MANIFEST_SCHEMA", "SKYMAP_PRODUCTS", "export_catalog"]
 

@@ -15,8 +15,9 @@ from typing import Any
 from skyscan.errors import InputError
 from skyscan.ops.catalog.db import SCAN_STATES
 from skyscan.ops.catalog.scans import alert_name
-from skyscan.ops.catalog.stamps import parse_since, utcnow
+from skyscan.ops.catalog.stamps import parse_since
 from skyscan.products.columns import SUMMARY_COLUMNS, Column, level_columns
+from skyscan.timestamps import utcnow
 from skyscan.version import __version__, git_revision
 
 __all__ = [

@@ -14,8 +14,9 @@ from datetime import datetime
 
 from skyscan.errors import InputError, SkyscanError
 from skyscan.ops.catalog.db import ACTIVE_STATES, transaction
-from skyscan.ops.catalog.stamps import event_time_key, parse_stamp
+from skyscan.ops.catalog.stamps import event_time_key
 from skyscan.ops.catalog.summaries import SummaryRow
+from skyscan.timestamps import parse_stamp
 
 __all__ = [
     "IngestResult",
