@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from skyscan.reco import untrusted
 from skyscan.reco.errors import InputError
 
 SCHEMA = "skyscan-event/1"
@@ -30,6 +32,11 @@ _PULSE_COLUMNS = ("string", "om", "time", "charge")
 _MAX_DOM_NUMBER = 2**31
 _MAX_ID = 2**63
 _TRUTH_KEYS = ("zenith_deg", "azimuth_deg", "x", "y", "z", "t", "energy_gev")
+STREAM_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+"""What a ``stream`` may look like (docs/event-format.md): it is written into circulars, notices, log lines and
+catalog tables, so it is a short word -- letters, digits and ``_ . + -`` -- never free text."""
+MAX_PULSES = 10_000_000
+"""More pulses than any detector readout: a larger array is refused before it is converted."""
 
 
 @dataclass(frozen=True)
@@ -101,18 +108,8 @@ def format_time(t: datetime) -> str:
 
 
 def parse_time(value: Any, where: str = "time") -> datetime:
-    if not isinstance(value, str):
-        raise InputError(f"{where}: expected an ISO 8601 UTC string, got {type(value).__name__}")
-    text = value.strip()
-    if text.endswith("Z") or text.endswith("z"):
-        text = text[:-1] + "+00:00"
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"{where}: not an ISO 8601 time: {value!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
+    """An ISO 8601 time as an aware UTC datetime, in the range of :func:`skyscan.reco.untrusted.parse_time`."""
+    return untrusted.parse_time(value, where)
 
 
 def _show(value: float) -> str:
@@ -136,6 +133,8 @@ def _number(value: Any, where: str, *, integer: bool = False, minimum: float | N
         raise InputError(f"{where}: must be >= {minimum:g}, got {value!r}")
     if integer and value >= _MAX_ID:
         raise InputError(f"{where}: too large (must be < 2**63), got {value!r}")
+    if not integer and abs(value) > 1e300:
+        raise InputError(f"{where}: out of range, got {value!r}")
     return value
 
 
@@ -143,6 +142,8 @@ def _column(pulses: dict[str, Any], name: str, integer: bool) -> np.ndarray:
     values = pulses[name]
     if not isinstance(values, list):
         raise InputError(f"pulses.{name}: expected an array")
+    if len(values) > MAX_PULSES:
+        raise InputError(f"pulses.{name}: more than {MAX_PULSES} pulses")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             kind = "integers" if integer else "numbers"
@@ -201,19 +202,28 @@ def _parse_truth(raw: Any) -> Truth:
 
 
 def event_from_dict(doc: Any, known_doms: set[tuple[int, int]] | None = None) -> EventFile:
-    """Validate a decoded JSON document; raise :class:`InputError` naming the first problem."""
+    """Validate a decoded JSON document; raise :class:`InputError` naming the first problem.
+
+    Any other exception raised while validating (whatever the document holds) becomes an InputError too.
+    """
+    with untrusted.guarded("event"):
+        return _event_from_dict(doc, known_doms)
+
+
+def _event_from_dict(doc: Any, known_doms: set[tuple[int, int]] | None) -> EventFile:
     if not isinstance(doc, dict):
         raise InputError("event: expected a JSON object at the top level")
     if "schema" not in doc:
         raise InputError("schema: missing field (expected 'skyscan-event/1')")
     if doc["schema"] != SCHEMA:
-        raise InputError(f"schema: unsupported version {doc['schema']!r} (this software reads {SCHEMA!r})")
+        raise InputError(f"schema: unsupported version {untrusted.shown(doc['schema'])} "
+                         f"(this software reads {SCHEMA!r})")
     for key in _REQUIRED:
         if key not in doc:
             raise InputError(f"{key}: missing required field")
     unknown = sorted(set(doc) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise InputError(f"{unknown[0]}: unknown field")
+        raise InputError(f"{untrusted.shown(str(unknown[0]))[1:-1]}: unknown field")
     run_id = int(_number(doc["run_id"], "run_id", integer=True, minimum=0))
     event_id = int(_number(doc["event_id"], "event_id", integer=True, minimum=0))
     time = parse_time(doc["time"])
@@ -222,12 +232,15 @@ def event_from_dict(doc: Any, known_doms: set[tuple[int, int]] | None = None) ->
     stream = doc.get("stream")
     if stream is not None and not isinstance(stream, str):
         raise InputError("stream: expected a string")
+    if stream is not None and not STREAM_PATTERN.fullmatch(stream):
+        raise InputError(f"stream: {untrusted.shown(stream)} is not a stream name (1-64 letters, digits or _.+-, "
+                         "starting with a letter or digit)")
     optional_numbers: dict[str, float | None] = {}
     for key in ("energy_gev", "signalness", "far_per_year"):
         value = doc.get(key)
         optional_numbers[key] = None if value is None else float(_number(value, key, minimum=0))
     geometry = doc.get("geometry", "ic86")
-    if not isinstance(geometry, str) or not geometry:
+    if not isinstance(geometry, str) or not STREAM_PATTERN.fullmatch(geometry):
         raise InputError("geometry: expected the name of a built-in geometry")
     seed = None if doc.get("seed") is None else _parse_direction(doc["seed"], "seed")
     truth = None if doc.get("truth") is None else _parse_truth(doc["truth"])
@@ -258,24 +271,16 @@ def check_doms(pulses: Pulses, known_doms: set[tuple[int, int]]) -> None:
 
 
 def read_event(path: str | os.PathLike[str], known_doms: set[tuple[int, int]] | None = None) -> EventFile:
-    """Read and validate an event file."""
+    """Read and validate an event file: every problem is an InputError starting with the path."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such event file")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not an event file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read event file ({exc.__class__.__name__})") from None
+    text = untrusted.read_text(p, "event file")
     if not text.strip():
         raise InputError(f"{p}: empty file, not a JSON event")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(f"{p}: invalid event: JSON nested too deeply") from None
+    doc = untrusted.loads_json(text, str(p))
     try:
         return event_from_dict(doc, known_doms)
     except InputError as exc:

@@ -80,8 +80,17 @@ class PandelTrackFit:
 
     name = "pandel-track"
 
-    def __init__(self, event: Event, geometry: Geometry, settings: RecoSettings | None = None) -> None:
+    def __init__(
+        self, event: Event, geometry: Geometry, settings: RecoSettings | None = None, *, reference: bool = False
+    ) -> None:
+        """The likelihood is evaluated by the compiled kernel when ``settings.compiled_kernel`` is set and
+        ``reference`` is not; otherwise by the numpy formulas (the kernel's test oracle, same numbers)."""
         self.settings = settings or RecoSettings()
+        self._likelihood: type[TrackLikelihood] = TrackLikelihood
+        if reference or not self.settings.compiled_kernel:
+            from skyscan.reco.llh_reference import ReferenceTrackLikelihood
+
+            self._likelihood = ReferenceTrackLikelihood
         self.prep: PreparedEvent = prepare_event(event, geometry, self.settings)
         self.first_guess = first_guess(event, geometry)
         self._reference: tuple[FloatArray, float] | None = None
@@ -113,7 +122,7 @@ class PandelTrackFit:
             frame = TrackFrame.from_angles(math.radians(first.zenith_deg), math.radians(first.azimuth_deg))
             start = self.prep.start_point
             ab = np.array([[float(start @ frame.e1), float(start @ frame.e2)]])
-            like = TrackLikelihood(self.prep, [frame], ab)
+            like = self._likelihood(self.prep, [frame], ab)
             x0 = np.column_stack([ab, like.start_times(ab)])
             with np.errstate(all="ignore"):
                 res = minimize_bfgs_batch(like.nll_grad, x0, STEP_SCALE, max_iterations=self.settings.max_iterations)
@@ -126,7 +135,7 @@ class PandelTrackFit:
         frames = [TrackFrame.from_angles(float(z), float(a)) for z, a in zip(zen, azi)]
         point, t_point = self._reference_track()
         starts = np.array([[float(point @ fr.e1), float(point @ fr.e2)] for fr in frames])
-        like = TrackLikelihood(self.prep, frames, starts)
+        like = self._likelihood(self.prep, frames, starts)
         along = np.array([float(point @ fr.d) for fr in frames])
         t_guess = t_point - along / C_VACUUM
         t_robust = like.start_times(starts)

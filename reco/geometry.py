@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from skyscan.reco import untrusted
 from skyscan.reco.errors import InputError
 
 #: Depth below the ice surface of the IceCube coordinate origin (m).
@@ -155,10 +156,12 @@ def read_csv(path: str | os.PathLike[str]) -> Geometry:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such geometry file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read geometry file ({exc.__class__.__name__})") from None
+    text = untrusted.read_text(p, "geometry file")
+    with untrusted.guarded(str(p)):  # csv errors (a field over the size limit, a NUL), numpy overflows
+        return _parse_csv(p, text)
+
+
+def _parse_csv(p: Path, text: str) -> Geometry:
     reader = csv.reader(io.StringIO(text))
     try:
         header = [h.strip() for h in next(reader)]
@@ -178,8 +181,9 @@ def read_csv(path: str | os.PathLike[str]) -> Geometry:
         if len(row) != len(header):
             raise InputError(f"{p}:{lineno}: expected {len(header)} columns, got {len(row)}")
         try:
-            s, o = int(row[idx["string"]]), int(row[idx["om"]])
-        except ValueError:
+            s = untrusted.parse_int(row[idx["string"]], "string", -(2**31), 2**31 - 1)
+            o = untrusted.parse_int(row[idx["om"]], "om", -(2**31), 2**31 - 1)
+        except InputError:
             raise InputError(f"{p}:{lineno}: string and om must be integers") from None
         try:
             xyz = [float(row[idx[c]]) for c in ("x", "y", "z")]

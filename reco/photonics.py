@@ -22,7 +22,7 @@ convolution numerically; tests compare the table with it.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -237,6 +237,44 @@ class ConvolvedPandel:
 
     def logpdf(self, t: npt.ArrayLike, xi: npt.ArrayLike) -> FloatArray:
         return self.logpdf_logsf(t, xi)[0]
+
+    @cached_property
+    def cells(self) -> FloatArray:
+        """Both tables cell by cell for the compiled likelihood (:mod:`skyscan.reco.kernel`).
+
+        Row ``iv * n_cols + iu`` holds, for the bilinear cell with lower corner (iv, iu), the
+        corner a and the differences b - a, c and d - c of the ln pdf and then of the ln sf (a, b
+        along the residual at iv; c, d the same at iv + 1): the eight numbers one interpolation
+        reads, on one 64-byte cache line (the array is aligned), and the same subtractions
+        :meth:`_interp` makes, done once. The last column and row are never a lower corner.
+        """
+        n_cols = self.n_cols
+        n_rows = self.logpdf_flat.size // n_cols
+        raw = np.zeros(n_rows * n_cols * 8 + 8)
+        offset = (-raw.ctypes.data % 64) // 8  # first element on a cache-line boundary
+        out = raw[offset : offset + n_rows * n_cols * 8].reshape(n_rows, n_cols, 8)
+        for slot, flat in ((0, self.logpdf_flat), (4, self.logsf_flat)):
+            t = flat.reshape(n_rows, n_cols)
+            out[:-1, :-1, slot] = t[:-1, :-1]
+            out[:-1, :-1, slot + 1] = t[:-1, 1:] - t[:-1, :-1]
+            out[:-1, :-1, slot + 2] = t[1:, :-1]
+            out[:-1, :-1, slot + 3] = t[1:, 1:] - t[1:, :-1]
+        return out.reshape(n_rows * n_cols, 8)
+
+    @cached_property
+    def kernel_geometry(self) -> FloatArray:
+        """(t_lo ns, fine columns, columns, ln xi_min, 1/ln-step, ln-step, rho 1/ns) for the kernel."""
+        return np.array(
+            [
+                self.t_lo,
+                float(self.n_fine),
+                float(self.n_cols),
+                self.ln_xi_min,
+                1.0 / self.ln_xi_step,
+                self.ln_xi_step,
+                self.rho,
+            ]
+        )
 
 
 @lru_cache(maxsize=4)

@@ -18,6 +18,10 @@ class RecoSettings:
     use_hit_no_hit: bool = True
     use_mpe: bool = True
     max_iterations: int = 200
+    # -ln L by the compiled kernel (skyscan.reco.kernel, numba) instead of numpy: the same numbers; faster per
+    # pixel, but each process pays ~2 s to import numba and load the cached kernel, so it is off by default
+    # until scan nodes run in warm processes (docs/likelihood.md)
+    compiled_kernel: bool = False
 
     @classmethod
     def from_mapping(cls, raw: Any) -> RecoSettings:

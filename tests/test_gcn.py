@@ -50,11 +50,16 @@ def test_circular_lines(meta: SkymapMeta) -> None:
     assert "RA: 32.52 (+0.58, -0.40 deg 90% PSF containment) J2000" in lines
     assert "Dec: -9.01 (+0.35, -0.30 deg 90% PSF containment) J2000" in lines
     assert "Time: 05:22:26.15 UT" in lines
-    assert "Date: 2026-03-04" in lines
+    # One date format (issue 11): the slashes IceCube's circulars use, in the sentence and the date line alike.
+    assert "Date: 2026/03/04" in lines
+    assert "2026-03-04" not in text.split("==== END OF DRAFT NOTES ====")[1]
     assert "On 2026/03/04 at 05:22:26.15 UT" in text
-    assert "Gold alert stream" in text and "50%" in text
-    assert "0.552 events per year" in text
-    assert "4.57 square degrees" in text
+    assert "with a high probability of being of astrophysical origin" in text
+    assert "ICECUBE_Astrotrack_GOLD alert stream" in text and "purity for Gold alerts is 50%" in text
+    # IceCube's FAR sentence, 4 significant figures.
+    assert "estimated false alarm rate of 0.5524 events per year due to atmospheric backgrounds" in text
+    # Areas with two significant figures.
+    assert "covers 4.6 square degrees and the 50% region 1.2 square degrees" in text
     assert not any(line.startswith("#") for line in lines)  # template comments are dropped
     assert not any(line != line.rstrip() for line in lines)
 
@@ -78,10 +83,12 @@ def test_circular_unknowns(meta: SkymapMeta) -> None:
     assert "IceCube-YYMMDDA" in text
     assert "Time: [[TODO: HH:MM:SS.SS]] UT" in text
     assert "[[TODO: alert stream" in text
-    assert "false-alarm" not in text
+    assert "false-alarm" not in text and "false alarm rate of" not in text
     assert all(line == line.rstrip() for line in text.splitlines())
     bronze = render_circular(replace(meta, stream="Bronze"))
-    assert "Bronze alert stream" in bronze and "30%" in bronze
+    assert "ICECUBE_Astrotrack_BRONZE alert stream" in bronze and "purity for Bronze alerts is 30%" in bronze
+    assert "with a moderate probability of being of astrophysical origin" in bronze
+    assert "high probability" not in bronze
     other = render_circular(replace(meta, stream="hese"))
     assert "hese alert stream" in other and "[[TODO: the purity of the hese stream]]" in other
 
@@ -129,12 +136,12 @@ def test_notice_fields(meta: SkymapMeta) -> None:
     doc = notice(meta)
     schema_fields = {
         "$schema", "mission", "instrument", "messenger", "event_name", "id", "alert_datetime", "alert_type",
-        "alert_tense", "analysis_pipeline", "alert_topology", "number_of_events", "ra", "dec", "ra_dec_error",
+        "alert_tense", "pipeline", "alert_topology", "number_of_events", "ra", "dec", "ra_dec_error",
         "containment_probability", "systematic_included", "trigger_time", "far", "p_astro", "nu_energy",
-        "additional_info",
     }
+    # The current single-neutrino schema (issue 11): analysis_pipeline and additional_info are not its fields.
     assert set(doc) <= schema_fields
-    assert doc["$schema"].endswith("gold_bronze_track_alerts.schema.json")
+    assert doc["$schema"].endswith("/icecube/single_neutrino_alerts.schema.json")
     assert doc["id"] == ["138632_31747601"]
     assert doc["event_name"] == ["IceCube-260304A"]
     assert (doc["ra"], doc["dec"]) == (32.5234, -9.0071)
@@ -145,15 +152,17 @@ def test_notice_fields(meta: SkymapMeta) -> None:
     assert doc["trigger_time"] == "2026-03-04T05:22:26.154574Z"
     assert doc["far"] == pytest.approx(0.5524 / (365.25 * 86400))
     assert doc["p_astro"] == 0.61 and doc["nu_energy"] == pytest.approx(127.0)
-    assert doc["analysis_pipeline"] == "IceCube Gold Track alert"
+    assert doc["pipeline"] == "Gold Track Alert"
+    assert notice(replace(meta, stream="Bronze"))["pipeline"] == "Bronze Track Alert"
     assert doc["alert_type"] == "update" and doc["alert_tense"] == "current"
-    assert "1.2.3" in doc["additional_info"]
 
 
 def test_notice_leaves_unknowns_out(meta: SkymapMeta) -> None:
     doc = notice(replace(meta, event_time=None, far_per_year=None, signalness=None, energy_gev=None, stream=None,
                          truth_radec=(0.0, 0.0), containment_method="wilks"))
-    for key in ("trigger_time", "far", "p_astro", "nu_energy", "analysis_pipeline"):
+    for key in ("trigger_time", "far", "p_astro", "nu_energy", "pipeline"):
         assert key not in doc
     assert doc["systematic_included"] is False
-    assert doc["alert_type"] == "test"  # a simulation
+    # A simulation: the schema's value for test triggers (issue 11; "mock" is not an allowed alert_tense).
+    assert doc["alert_tense"] == "test" and doc["alert_type"] == "update"
+    assert notice(replace(meta, is_real_event=False))["alert_tense"] == "test"

@@ -8,7 +8,6 @@ duplicates are found cheaply.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skyscan.errors import InputError
+from skyscan.reco import untrusted
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -44,10 +44,7 @@ def _folder_events(folder: Path) -> list[Path]:
 
 def _list_file(path: Path) -> list[Candidate]:
     """A text file listing paths (one per line, '#' comments; relative to the list file's folder)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the list of inputs ({exc.__class__.__name__})") from None
+    text = untrusted.read_text(path, "list of inputs")
     out: list[Candidate] = []
     for line in text.splitlines():
         entry = line.split("#", 1)[0].strip()
@@ -56,9 +53,15 @@ def _list_file(path: Path) -> list[Candidate]:
         listed = Path(entry).expanduser()
         if not listed.is_absolute():
             listed = path.parent / listed
-        if listed.is_dir():
+        try:
+            is_dir, exists = listed.is_dir(), listed.exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL: that line is rejected, not the campaign
+            out.append(Candidate(listed, f"{untrusted.shown(entry)}: not a usable path ({exc.__class__.__name__}, "
+                                         f"listed in {path})"))
+            continue
+        if is_dir:
             out.extend(Candidate(p) for p in _folder_events(listed))
-        elif listed.exists():
+        elif exists:
             out.append(Candidate(listed))
         else:
             out.append(Candidate(listed, f"{listed}: no such event file (listed in {path})"))
@@ -98,8 +101,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[Candidate]:
 def quick_identity(data: bytes) -> QuickIdentity | None:
     """The ids of an event file's bytes read without validating the event; None if they are not there."""
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
+        doc = untrusted.loads_json(data, "event")  # ids out of the int64 range, duplicate keys: not an identity
+    except InputError:
         return None
     if not isinstance(doc, dict):
         return None

@@ -58,7 +58,11 @@ class _CreateProgress:
     "--config", "config_path", type=click.Path(dir_okay=False), help="YAML merged over the default configuration."
 )
 @click.option("--site", default="local", show_default=True, help="Site profile: local, osg or a YAML file.")
-@click.option("--containment", help="Containment levels: wilks (default), calibrated, or numbers like 2.3,5.9.")
+@click.option(
+    "--containment",
+    help="Containment levels: wilks (default), calibrated, or the 50% and 90% 2*delta-llh as two numbers, "
+    "e.g. 1.39,4.61 (Wilks' 50%/90%; 2.3,5.9 would be the 68%/95% levels).",
+)
 @click.option(
     "--max-running",
     type=int,
@@ -86,6 +90,7 @@ def create(
       skyscan campaign create 'alerts/*.json' list.txt -o camp/ --site osg --max-running 50
     """
     from skyscan.campaign.create import create_campaign
+    from skyscan.products.levels import check_product_levels
     from skyscan.settings.scan import load_config
     from skyscan.settings.site import load_site
 
@@ -93,6 +98,7 @@ def create(
     if containment is not None:
         overrides["containment"] = containment
     config = load_config(config_path, overrides)
+    check_product_levels(config.doc.get("containment", "wilks"))  # every event's merge needs them
     profile = load_site(site)
     m = create_campaign(
         inputs, campdir, config, profile, site_arg=site, config_source=config_path, max_running=max_running,

@@ -9,6 +9,45 @@ from typing import Any
 import click
 
 from skyscan.errors import InputError, SkyscanError
+from skyscan.reco import untrusted
+
+
+def _option_name(param: click.Parameter | None) -> str:
+    if param is None:
+        return "value"
+    opts = getattr(param, "opts", None) or [param.name or "value"]
+    return str(max(opts, key=len))
+
+
+class Int64(click.ParamType[int]):
+    """An integer option in [minimum, maximum] (default: the signed 64-bit range), read by
+    :func:`skyscan.reco.untrusted.parse_int`. A bad value raises InputError (not click's usage error), so the
+    command exits 2 with one line naming the option, as for every other bad input."""
+
+    name = "integer"
+
+    def __init__(self, minimum: int = untrusted.INT64_MIN, maximum: int = untrusted.INT64_MAX) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return untrusted.parse_int(value, _option_name(param), self.minimum, self.maximum)
+
+
+class Finite(click.ParamType[float]):
+    """A finite number option (no nan/inf), optionally bounded."""
+
+    name = "number"
+
+    def __init__(self, minimum: float | None = None, maximum: float | None = None) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        return untrusted.parse_float(value, _option_name(param), self.minimum, self.maximum)
+
+
+NON_NEGATIVE_ID = Int64(0)
+"""Run and event ids: the event format's non-negative int64."""
+FINITE = Finite()
 
 
 class ErrorHandlingGroup(click.Group):

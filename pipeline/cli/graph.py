@@ -49,10 +49,12 @@ def submit(
     from skyscan.condor.schedd import submit_command, submit_dag, submit_environment
     from skyscan.graph.build import write_scan
     from skyscan.graph.layout import TOP_DAG
+    from skyscan.products.levels import check_product_levels
     from skyscan.settings.scan import flag_overrides, load_config
     from skyscan.settings.site import load_site
 
     config = load_config(config_path, flag_overrides(rule=rule, maxjobs=maxjobs, retries=retries))
+    check_product_levels(config.doc.get("containment", "wilks"))  # the merge needs them: fail now, not after the scan
     profile = load_site(site)
     paths = write_scan(event, outdir, config, profile)
     folder = paths.outdir.absolute()

@@ -5,12 +5,29 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from skyscan.atomic import write_json, write_text
+from skyscan.cli.core import FINITE, NON_NEGATIVE_ID, Int64
 from skyscan.errors import InputError
+from skyscan.reco import untrusted
+
+
+def checked_event_doc(event: Any, truth: Any) -> dict[str, Any]:
+    """The event document to write, validated as `skyscan run` will read it: simulate never writes an event that
+    skyscan then rejects (an id past int64, a stream that is not a stream name, a time out of range)."""
+    from skyscan.reco.event import event_from_dict, event_to_dict
+
+    doc = event_to_dict(event, truth)
+    try:
+        with untrusted.guarded("event"):
+            event_from_dict(doc)
+    except InputError as exc:
+        raise InputError(f"simulated event: {exc}") from None
+    return doc
 
 
 @click.command()
@@ -29,14 +46,14 @@ from skyscan.errors import InputError
 @click.option(
     "--vertex", nargs=3, type=float, default=(0.0, 0.0, 0.0), show_default=True, help="A point on the track, x y z (m)."
 )
-@click.option("--time-ns", type=float, default=10_000.0, show_default=True, help="Time at the vertex (ns).")
+@click.option("--time-ns", type=FINITE, default=10_000.0, show_default=True, help="Time at the vertex (ns).")
 @click.option("--starting", is_flag=True, help="The muon starts at the vertex instead of passing through.")
 @click.option(
     "--noise-rate", "noise_rate_hz", type=float, default=500.0, show_default=True, help="Dark rate per DOM (Hz)."
 )
-@click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same event).")
-@click.option("--run-id", type=int, default=1, show_default=True)
-@click.option("--event-id", type=int, default=1, show_default=True, help="Event id (with --count: the first one).")
+@click.option("--seed", type=Int64(0), default=1, show_default=True, help="Random seed (same seed, same event).")
+@click.option("--run-id", type=NON_NEGATIVE_ID, default=1, show_default=True)
+@click.option("--event-id", type=NON_NEGATIVE_ID, default=1, show_default=True, help="Event id (with --count: the first one).")
 @click.option(
     "--event-time",
     default="2026-01-01T00:00:00Z",
@@ -99,7 +116,7 @@ def simulate(
       skyscan simulate --count 30 --energy-range 1e5 1e7 --directions upgoing --seed 3 -o events/
     """
     from skyscan.graph.event import load_geometry
-    from skyscan.reco.event import event_to_dict, parse_time
+    from skyscan.reco.event import parse_time
     from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, TrackSpec, benchmark_spec, simulate_track
 
     batch_only = {"--energy-range": energy_range, "--directions": directions, "--time-span": time_span_days}
@@ -143,7 +160,7 @@ def simulate(
         rng = np.random.default_rng(seed)
         when = parse_time(event_time, "--event-time")
     event, truth = simulate_track(spec, geo, rng, run_id=run_id, event_id=event_id, event_time=when, stream=stream)
-    write_json(output, event_to_dict(event, truth), indent=None)
+    write_json(output, checked_event_doc(event, truth), indent=None)
     n_doms = len(set(zip(event.pulses.string.tolist(), event.pulses.om.tolist())))
     click.echo(
         f"wrote {output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses on {n_doms} DOMs, "
@@ -182,7 +199,7 @@ def _simulate_count(
     import io
 
     from skyscan.graph.event import load_geometry
-    from skyscan.reco.event import event_to_dict, parse_time
+    from skyscan.reco.event import parse_time
     from skyscan.reco.simbatch import BatchSpec, iter_batch, truth_radec_deg
 
     for param, flag in _NOT_WITH_COUNT:
@@ -235,7 +252,7 @@ def _simulate_count(
     for item in iter_batch(batch, geo):
         ev, truth = item.event, item.truth
         name = f"run{ev.run_id}-evt{ev.event_id}.json"
-        write_json(folder / name, event_to_dict(ev, truth), indent=None)
+        write_json(folder / name, checked_event_doc(ev, truth), indent=None)
         ra, dec = truth_radec_deg(ev, truth)
         writer.writerow(
             [ev.run_id, ev.event_id, f"{ra:.6f}", f"{dec:.6f}", f"{truth.zenith_deg:.6f}", f"{truth.azimuth_deg:.6f}",

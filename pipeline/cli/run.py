@@ -12,7 +12,11 @@ import click
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Scan directory (created, or resumed).")
 @click.option("--jobs", "-j", type=int, help="Processes at once (default: all cores).")
 @click.option("--config", "config_path", help="YAML merged over the default configuration.")
-@click.option("--containment", help="Containment levels: wilks (default), calibrated, or numbers like 2.3,5.9.")
+@click.option(
+    "--containment",
+    help="Containment levels: wilks (default), calibrated, or the 50% and 90% 2*delta-llh as two numbers, "
+    "e.g. 1.39,4.61 (Wilks' 50%/90%; 2.3,5.9 would be the 68%/95% levels). Checked before anything is scanned.",
+)
 @click.option("--rule", type=click.Choice(["fixed", "adaptive"]), help="Refinement rule (overrides scan.rule).")
 @click.option("--retries", type=int, help="Retries of a failed scan job (overrides dag.retries).")
 def run(
@@ -38,6 +42,7 @@ def run(
     """
     from skyscan.errors import InputError
     from skyscan.graph.localrun import run_scan
+    from skyscan.products.levels import check_product_levels
     from skyscan.settings.scan import flag_overrides, load_config
 
     if jobs is not None and jobs < 1:
@@ -46,6 +51,7 @@ def run(
     if containment is not None:
         overrides["containment"] = containment
     config = load_config(config_path, overrides)
+    check_product_levels(config.doc.get("containment", "wilks"))  # the merge needs them: fail now, not after the scan
     outcome = run_scan(event, outdir, config, jobs=jobs)
     res = outcome.result
     if outcome.state == "interrupted":

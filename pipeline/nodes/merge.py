@@ -317,6 +317,8 @@ def merge_npz(
         software_version=__version__,
         git_revision=git_revision(),
         source=f"imported from {src.name} (sha256 {digest[:12]})",
+        is_real_event=imported.is_real_event,
+        event_type=imported.event_type,
     )
     record = ImportRecord(npz=src.name, sha256=digest, event_type=imported.event_type, notes=tuple(imported.notes))
     return write_products(

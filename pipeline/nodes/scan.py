@@ -22,7 +22,7 @@ from skyscan.errors import InputError
 from skyscan.graph.event import load_event
 from skyscan.nodes.results import BatchResult, ResultProvenance, is_complete
 from skyscan.nodes.results import write_result as write_result_file
-from skyscan.reco import coords
+from skyscan.reco import coords, untrusted
 from skyscan.reco.fit import FitTable, make_reconstruction
 from skyscan.reco.healpix import nside_to_npix
 from skyscan.reco.settings import RecoSettings
@@ -34,38 +34,63 @@ _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
 def parse_pixel_spec(spec: str, nside: int) -> npt.NDArray[np.int64]:
-    """NESTED indices from a file (one per line, or whitespace/comma separated) or `0-767` / `1,5,9`."""
+    """NESTED indices from a file (one per line, or whitespace/comma separated) or `0-767` / `1,5,9`.
+
+    Untrusted text: every problem (a non-UTF-8 file, a 5,000-digit index, a name too long for the file
+    system, a range of more pixels than the sky has) is one InputError.
+    """
+    with untrusted.guarded("--pixels"):
+        return _parse_pixel_spec(spec, nside)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL: not a file
+        return False
+
+
+def _pixel_index(text: str, where: str, npix: int) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise InputError(f"{where}: not a pixel index: {untrusted.shown(text)}")
+    if len(text.lstrip("0")) > 20:
+        raise InputError(f"{where}: pixel {untrusted.shown(text)} out of range (0..{npix - 1})")
+    return int(text)
+
+
+def _parse_pixel_spec(spec: str, nside: int) -> npt.NDArray[np.int64]:
     npix = nside_to_npix(nside)
     path = Path(spec)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
+    if _is_file(path):
+        text = untrusted.read_text(path, "pixel file")
         tokens = [t for line in text.splitlines() for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t]
         where = str(path)
-        values: list[int] = []
-        for tok in tokens:
-            if not tok.isdigit():
-                raise InputError(f"{where}: not a pixel index: {tok!r}")
-            values.append(int(tok))
+        values: list[int] = [_pixel_index(tok, where, npix) for tok in tokens]
     else:
         if os.sep in spec or spec.endswith(".txt"):
-            raise InputError(f"{spec}: no such pixel file")
+            raise InputError(f"{untrusted.shown(spec)[1:-1]}: no such pixel file")
         where = "--pixels"
         values = []
         for part in spec.split(","):
             m = _RANGE.match(part)
             if not m:
-                raise InputError(f"--pixels: cannot read {part!r} (use a file, a range like 0-767 or a list 1,5,9)")
-            lo = int(m.group(1))
-            hi = int(m.group(2)) if m.group(2) is not None else lo
+                raise InputError(f"--pixels: cannot read {untrusted.shown(part)} (use a file, a range like 0-767 "
+                                 "or a list 1,5,9)")
+            lo = _pixel_index(m.group(1), where, npix)
+            hi = _pixel_index(m.group(2), where, npix) if m.group(2) is not None else lo
             if hi < lo:
                 raise InputError(f"--pixels: empty range {part!r}")
+            if hi >= npix:
+                raise InputError(f"{where}: pixel {hi} out of range for nside {nside} (0..{npix - 1})")
             values.extend(range(lo, hi + 1))
+            if len(values) > npix:
+                raise InputError(f"{where}: more pixels than the {npix} of the sky at nside {nside}")
     if not values:
         raise InputError(f"{where}: no pixels given")
+    big = [v for v in values if v >= npix]
+    if big:
+        raise InputError(f"{where}: pixel {big[0]} out of range for nside {nside} (0..{npix - 1})")
     arr = np.asarray(values, dtype=np.int64)
-    bad = arr[(arr < 0) | (arr >= npix)]
-    if bad.size:
-        raise InputError(f"{where}: pixel {int(bad[0])} out of range for nside {nside} (0..{npix - 1})")
     return np.unique(arr)
 
 

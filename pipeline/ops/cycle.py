@@ -1,15 +1,14 @@
 """What one watcher pass did, and which errors skip one item of a pass instead of stopping it.
 
-A pass never stops on one bad inbox file or one broken scan: the errors in :data:`ITEM_ERRORS` are logged,
-counted in :attr:`CycleReport.errors`, and the pass goes on with the next item.
+A pass never stops on one bad inbox file or one broken scan: any error in one item (:data:`ITEM_ERRORS` is
+``Exception``: an unexpected error in one scan is no reason to stop tracking, publishing or notifying the others)
+is logged, counted in :attr:`CycleReport.errors`, and the pass goes on with the next item. Each stage of a pass
+is guarded the same way, so a failing stage does not stop the stages after it.
 """
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
-
-from skyscan.errors import InputError, SkyscanError
 
 __all__ = ["ITEM_ERRORS", "CycleReport"]
 
@@ -31,4 +30,4 @@ class CycleReport:
     errors: int = 0
 
 
-ITEM_ERRORS = (OSError, SkyscanError, InputError, subprocess.SubprocessError, ValueError)
+ITEM_ERRORS: tuple[type[Exception], ...] = (Exception,)

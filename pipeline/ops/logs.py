@@ -13,7 +13,7 @@ import time
 
 from skyscan.ops.watchconfig import WatchConfig
 
-__all__ = ["close_log", "log_file_only", "one_line", "open_log"]
+__all__ = ["close_log", "log_file_only", "one_line", "open_log", "safe_text"]
 
 
 class _UTCFormatter(logging.Formatter):
@@ -52,5 +52,25 @@ def log_file_only(logger: logging.Logger, message: str) -> None:
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """A reason as one line of at most ``limit`` characters (log lines and the catalog's last_error)."""
-    return " ".join(str(text).split())[:limit]
+    """A reason as one line of at most ``limit`` characters (log lines and the catalog's last_error).
+
+    Whitespace runs become one space; any other control character (an ANSI escape, a carriage return) and any
+    character that cannot be written as UTF-8 (a lone surrogate from an undecodable file name) is escaped as
+    a backslash escape, so text from an alert can neither forge a log line nor break the log file.
+    """
+    return safe_text(" ".join(str(text).split()))[:limit]
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every non-printable character (newlines included) escaped: a file name as written in a log
+    line, a quarantine note or the catalog. Printable text, non-ASCII letters included, is unchanged."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():  # False for control characters, separators other than space, and surrogates
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from skyscan.errors import InputError
+from skyscan.reco import untrusted
 
 __all__ = ["BACKENDS", "KNOWN_KEYS", "WATCH_SCHEMA", "WatchConfig", "config_from_mapping", "load_watch_config"]
 
@@ -72,6 +71,8 @@ _PATH_DEFAULTS = {
 _INT_KEYS = {"log_max_bytes": 0, "log_backups": 0, "max_running": 1, "max_attempts": 1, "notify_max_attempts": 1}
 _FLOAT_KEYS = {"settle_seconds": 0.0, "poll_seconds": 0.1, "retry_delay_seconds": 0.0, "stall_seconds": 1.0,
                "kill_grace_seconds": 0.0, "submit_timeout_seconds": 1.0, "notify_timeout_seconds": 1.0}
+_INT_MAX = 2**31 - 1  # counts and byte sizes; larger is a typo (and overflows sqlite/time arithmetic)
+_SECONDS_MAX = 366 * 86400.0  # a year: longer delays and timeouts are typos, and overflow time arithmetic
 _COMMAND_KEYS = ("scan_command", "submit_command", "notify_command")
 KNOWN_KEYS = ("schema", "inbox", "state_dir", *_PATH_KEYS, *_INT_KEYS, *_FLOAT_KEYS, *_COMMAND_KEYS,
               "backend", "site", "scan_config", "jobs")
@@ -92,6 +93,33 @@ def _command(value: Any, key: str) -> tuple[str, ...]:
     if not words or not words[0]:
         raise InputError(f"{key}: empty command")
     return tuple(w.replace("{python}", sys.executable) for w in words)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_inbox_apart(values: dict[str, Any], source: str) -> None:
+    """The inbox must be a folder of its own: every file in it is taken and moved away, so ``inbox: .`` would
+    quarantine the catalog database, its lock and the config itself.
+
+    It may not be or contain the state directory, and may not be, contain or lie inside the archive, quarantine,
+    outbox or scans folders, nor contain the database, lock or log file. A sub-folder of the state directory
+    (``state_dir/inbox``, the documented layout) is allowed: the watcher writes nothing there.
+    """
+    inbox = Path(os.path.realpath(values["inbox"]))
+    if inbox.exists() and not inbox.is_dir():
+        raise InputError(f"{source}: inbox: {values['inbox']} is not a folder")
+    for key in ("state_dir", "archive", "quarantine", "outbox", "scans"):
+        other = Path(os.path.realpath(values[key]))
+        if _inside(other, inbox) or (key != "state_dir" and _inside(inbox, other)):
+            relation = "is" if inbox == other else ("lies inside" if _inside(inbox, other) else "contains")
+            raise InputError(f"{source}: inbox: {values['inbox']} {relation} the {key.replace('_', ' ')} {values[key]}; "
+                             "the inbox must be a folder of its own")
+    for key in ("database", "lock_file", "log_file"):
+        other = Path(os.path.realpath(values[key]))
+        if _inside(other, inbox):
+            raise InputError(f"{source}: inbox: {values['inbox']} contains the {key.replace('_', ' ')} {values[key]}")
 
 
 def config_from_mapping(raw: Any, base_dir: Path, source: str = "watch config") -> WatchConfig:
@@ -124,14 +152,16 @@ def config_from_mapping(raw: Any, base_dir: Path, source: str = "watch config") 
     for key, minimum in _INT_KEYS.items():
         if key in raw:
             v = raw[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                raise InputError(f"{source}: {key}: expected an integer >= {minimum}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= _INT_MAX:
+                raise InputError(f"{source}: {key}: expected an integer >= {minimum} (at most {_INT_MAX}), "
+                                 f"got {untrusted.shown(v)}")
             values[key] = v
     for key, fminimum in _FLOAT_KEYS.items():
         if key in raw:
             v = raw[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= fminimum:
-                raise InputError(f"{source}: {key}: expected a number >= {fminimum:g}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not fminimum <= v <= _SECONDS_MAX:
+                raise InputError(f"{source}: {key}: expected a number >= {fminimum:g} (at most {_SECONDS_MAX:g}), "
+                                 f"got {untrusted.shown(v)}")
             values[key] = float(v)
     backend = raw.get("backend", "local")
     if backend not in BACKENDS:
@@ -145,6 +175,7 @@ def config_from_mapping(raw: Any, base_dir: Path, source: str = "watch config") 
         values["scan_config"] = path("scan_config", None)
         if not values["scan_config"].is_file():
             raise InputError(f"{source}: scan_config: {values['scan_config']}: no such file")
+    _check_inbox_apart(values, source)
     jobs = raw.get("jobs")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise InputError(f"{source}: jobs: expected a positive integer, got {jobs!r}")
@@ -157,17 +188,12 @@ def config_from_mapping(raw: Any, base_dir: Path, source: str = "watch config") 
 
 def load_watch_config(path: str | os.PathLike[str]) -> WatchConfig:
     """Read watch.yaml; any problem is an :class:`InputError` naming it (the CLI exits 2)."""
+    from skyscan.settings.yamlio import parse_yaml_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such watch configuration") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read the watch configuration ({exc.__class__.__name__})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{p}: invalid YAML{where}") from None
-    return config_from_mapping(raw, p.absolute().parent, str(p))
+    if not p.exists():
+        raise InputError(f"{p}: no such watch configuration")
+    text = untrusted.read_text(p, "watch configuration")
+    raw = parse_yaml_text(text, str(p))
+    with untrusted.guarded(str(p)):
+        return config_from_mapping(raw, p.absolute().parent, str(p))

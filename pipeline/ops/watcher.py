@@ -142,15 +142,21 @@ class Watcher:
         report = CycleReport()
         for folder in (self.cfg.inbox, self.cfg.archive, self.cfg.quarantine, self.cfg.outbox, self.cfg.scans):
             folder.mkdir(parents=True, exist_ok=True)
-        self.inbox.ingest(report)
-        self.queue_received()
-        self.track(report)
-        self.start_queued(report)
-        self.notify(report)
+        # Each stage guarded: an unexpected error in one (an unreadable inbox) never stops tracking, publishing
+        # or notifying. A catalog (SQLite) error is not a stage's fault: it ends the pass (exit 1).
+        for stage in (self.inbox.ingest, self.queue_received, self.track, self.start_queued, self.notify):
+            try:
+                stage(report)
+            except sqlite3.Error:
+                raise
+            except ITEM_ERRORS as exc:
+                report.errors += 1
+                self.log.error("%s stage failed, the pass goes on: %s", stage.__name__,
+                               one_line(f"{exc.__class__.__name__}: {exc}"))
         return report
 
     # -- queue and start -----------------------------------------------------------------------------------------
-    def queue_received(self) -> None:
+    def queue_received(self, report: CycleReport | None = None) -> None:
         for scan in scans.scans_in_state(self.conn, "received"):
             outdir = self.cfg.scans / f"{scan.name}-s{scan.id}"
             if scans.queue_scan(self.conn, scan.id, str(outdir), utcnow()):
@@ -168,6 +174,8 @@ class Watcher:
                 if self.start(scan, now, report):
                     running += 1
                     report.started += 1
+            except sqlite3.Error:
+                raise
             except ITEM_ERRORS as exc:
                 report.errors += 1
                 self.log.error("scan %d of %s: %s", scan.id, scan.name, one_line(str(exc)))
@@ -263,6 +271,8 @@ class Watcher:
         for scan in scans.scans_in_state(self.conn, "running"):
             try:
                 self.track_one(scan, report)
+            except sqlite3.Error:
+                raise
             except ITEM_ERRORS as exc:
                 report.errors += 1
                 self.log.error("scan %d of %s: tracking failed: %s", scan.id, scan.name, one_line(str(exc)))
@@ -356,29 +366,41 @@ class Watcher:
         if self.cfg.notify_command is None:
             return
         for scan in scans.notify_pending(self.conn, self.cfg.notify_max_attempts):
-            summary = self.cfg.outbox / scan.name / PRODUCT_FILES["summary"]
-            cmd = [*self.cfg.notify_command, str(summary)]
-            env = dict(os.environ, SKYSCAN_WATCH_ALERT=scan.name, SKYSCAN_WATCH_SCAN_ID=str(scan.id),
-                       SKYSCAN_WATCH_OUTBOX=str(summary.parent))
-            error: str | None = None
             try:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                                      timeout=self.cfg.notify_timeout_seconds)
-                if proc.returncode != 0:
-                    lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-                    error = f"exit {proc.returncode}" + (f": {one_line(lines[-1])}" if lines else "")
-            except (OSError, subprocess.SubprocessError) as exc:
-                error = one_line(f"{exc.__class__.__name__}: {exc}")
-            state = scans.record_notification(self.conn, scan.id, error,
-                                              max_attempts=self.cfg.notify_max_attempts, now=utcnow())
-            if error is None:
-                report.notified += 1
-                self.log.info("notified %s (scan %d): %s", scan.name, scan.id, shlex.join(cmd))
-            elif state == "failed":
-                self.log.error("notification of %s (scan %d) failed, giving up after %d attempts: %s", scan.name,
-                               scan.id, self.cfg.notify_max_attempts, error)
-            else:
-                self.log.warning("notification of %s (scan %d) failed, will retry: %s", scan.name, scan.id, error)
+                self.notify_one(scan, report)
+            except sqlite3.Error:
+                raise
+            except ITEM_ERRORS as exc:
+                report.errors += 1
+                self.log.error("notification of %s (scan %d) failed: %s", scan.name, scan.id,
+                               one_line(f"{exc.__class__.__name__}: {exc}"))
+
+    def notify_one(self, scan: ScanRow, report: CycleReport) -> None:
+        """Run the notify command for one finished scan and record the outcome."""
+        assert self.cfg.notify_command is not None
+        summary = self.cfg.outbox / scan.name / PRODUCT_FILES["summary"]
+        cmd = [*self.cfg.notify_command, str(summary)]
+        env = dict(os.environ, SKYSCAN_WATCH_ALERT=scan.name, SKYSCAN_WATCH_SCAN_ID=str(scan.id),
+                   SKYSCAN_WATCH_OUTBOX=str(summary.parent))
+        error: str | None = None
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                                  timeout=self.cfg.notify_timeout_seconds)
+            if proc.returncode != 0:
+                lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+                error = f"exit {proc.returncode}" + (f": {one_line(lines[-1])}" if lines else "")
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:  # ValueError: a NUL in an argument
+            error = one_line(f"{exc.__class__.__name__}: {exc}")
+        state = scans.record_notification(self.conn, scan.id, error,
+                                          max_attempts=self.cfg.notify_max_attempts, now=utcnow())
+        if error is None:
+            report.notified += 1
+            self.log.info("notified %s (scan %d): %s", scan.name, scan.id, shlex.join(cmd))
+        elif state == "failed":
+            self.log.error("notification of %s (scan %d) failed, giving up after %d attempts: %s", scan.name,
+                           scan.id, self.cfg.notify_max_attempts, error)
+        else:
+            self.log.warning("notification of %s (scan %d) failed, will retry: %s", scan.name, scan.id, error)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from skyscan.products.moc import MultiOrderMap, probability_density
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+FLAT_EXTNAME = "SKYMAP_2DLLH"
+"""EXTNAME of the flat map's table (the multi-order map's is SKYMAP, as ligo.skymap writes it)."""
 _CONFIG_CHUNK = 64  # characters of configuration per COMMENT card (72 minus the "config: " prefix)
 
 
@@ -64,6 +66,11 @@ def _chunks(text: str, size: int) -> list[str]:
     return out
 
 
+def object_name(meta: SkymapMeta) -> str:
+    """OBJECT of both FITS maps: run_event, as the notice's id."""
+    return f"{meta.run_id}_{meta.event_id}"
+
+
 def event_cards(header: fits.Header, meta: SkymapMeta) -> None:
     """IceCube-style event keys plus provenance: shared by the multi-order and the flat FITS files."""
     _put(header, "RUNID", int(meta.run_id), "run number")
@@ -72,7 +79,12 @@ def event_cards(header: fits.Header, meta: SkymapMeta) -> None:
         t = meta.event_time.astimezone(timezone.utc)
         _put(header, "DATE-OBS", t.strftime("%Y-%m-%dT%H:%M:%S.%f"), "UTC date of the event")
         _put(header, "MJD-OBS", mjd_of(t), "modified Julian date of the event (UTC)")
+    _put(header, "OBJECT", object_name(meta), "run_event")
+    _put(header, "TELESCOP", "IceCube", "neutrino observatory")
+    _put(header, "INSTRUME", "IC86", "detector configuration")
+    _put(header, "ORIGIN", "IceCube", "data of the IceCube Neutrino Observatory")
     _put(header, "STREAM", meta.stream, "alert stream")
+    _put(header, "EVTTYPE", meta.type_of_event, "event type (alert stream or skyreader type)")
     _put(header, "ENERGY", meta.energy_gev, "[GeV] event energy from the alert")
     _put(header, "SIGNAL", meta.signalness, "signalness from the alert")
     _put(header, "FAR", meta.far_per_year, "[yr-1] false-alarm rate from the alert")
@@ -89,6 +101,13 @@ def event_cards(header: fits.Header, meta: SkymapMeta) -> None:
         _put(header, f"CONTOUR_AREA_{label}", round(reg.area_deg2, 6), f"[deg2] {label}% region")
         _put(header, f"LEVEL_{label}", reg.level_2dllh, f"2*delta-llh of the {label}% region")
     _put(header, "CONTMETH", meta.containment_method, "containment levels")
+    mp = meta.map_probability
+    _put(header, "MAPWEIGHT", meta.map_weight, "PROBDENSITY ~ exp(-MAPWEIGHT * delta-llh)")
+    if mp is not None:
+        _put(header, "MAPMATCH", mp.matched_label or "wilks", "region the map's credible region equals")
+        for label in PRODUCT_LEVELS:
+            if label in mp.credible_area_deg2:
+                _put(header, f"CRED_AREA_{label}", round(mp.credible_area_deg2[label], 6), f"[deg2] map's {label}% credible")
     _put(header, "DATE", meta.created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f"), "file creation")
     _put(header, "CREATOR", "skyscan", "program that created this file")
     _put(header, "SOFTWARE_VERSION", meta.software_version, "skyscan version")
@@ -105,7 +124,7 @@ def event_cards(header: fits.Header, meta: SkymapMeta) -> None:
 
 def write_multiorder_fits(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta) -> None:
     """Write skymap.multiorder.fits: UNIQ (NUNIQ) and PROBDENSITY (sr^-1) columns, as ligo.skymap reads them."""
-    dens = probability_density(m)
+    dens = probability_density(m, meta.map_weight)
     hdu = fits.BinTableHDU.from_columns(
         [
             fits.Column(name="UNIQ", format="K", array=m.uniq),
@@ -119,7 +138,6 @@ def write_multiorder_fits(path: str | os.PathLike[str], m: MultiOrderMap, meta: 
     _put(h, "COORDSYS", "C", "equatorial (celestial) coordinates")
     _put(h, "MOCORDER", int(m.order.max()), "deepest HEALPix order")
     _put(h, "INDXSCHM", "EXPLICIT", "indexing: explicit")
-    _put(h, "OBJECT", f"{meta.run_id}_{meta.event_id}", "run_event")
     event_cards(h, meta)
     _write_hdus(path, hdu)
 
@@ -130,7 +148,7 @@ def write_flat_fits(
     """Write a flat RING-ordered single-column HEALPix map (float32, NaN for failed pixels) readable by healpy."""
     values = np.asarray(values_ring, dtype=np.float32).reshape(-1)
     nside = int(hp.npix2nside(values.size))
-    hdu = fits.BinTableHDU.from_columns([fits.Column(name=column, format="E", array=values)], name="xtension")
+    hdu = fits.BinTableHDU.from_columns([fits.Column(name=column, format="E", array=values)], name=FLAT_EXTNAME)
     h = hdu.header
     _put(h, "PIXTYPE", "HEALPIX", "HEALPix pixelisation")
     _put(h, "ORDERING", "RING", "pixel ordering")
@@ -139,7 +157,7 @@ def write_flat_fits(
     _put(h, "FIRSTPIX", 0, "first pixel")
     _put(h, "LASTPIX", values.size - 1, "last pixel")
     _put(h, "INDXSCHM", "IMPLICIT", "indexing: implicit")
-    _put(h, "OBJECT", "FULLSKY", "sky coverage")
+    _put(h, "COVERAGE", "FULLSKY", "sky coverage")
     event_cards(h, meta)
     _write_hdus(path, hdu)
 
@@ -193,9 +211,11 @@ def header_config(path: str | os.PathLike[str]) -> str:
 
 
 __all__ = [
+    "FLAT_EXTNAME",
     "MocFits",
     "event_cards",
     "header_config",
+    "object_name",
     "read_multiorder_fits",
     "write_flat_fits",
     "write_multiorder_fits",

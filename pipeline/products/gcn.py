@@ -3,8 +3,9 @@
 The circular's wording lives in an operator-editable template (config/circular.txt, string.Template syntax) so it
 can change without touching code; this module only computes the values. What a person must still write or confirm
 (the catalog-sources paragraph, the letter suffix of the event name, unknown facts) is marked ``[[TODO: ...]]``.
-The notice holds the fields of the GCN JSON topic ``gcn.notices.icecube.gold_bronze_track_alerts`` that a scan
-can fill. See docs/gcn-drafts.md.
+The notice follows the GCN schema for IceCube single-neutrino alerts (``single_neutrino_alerts.schema.json``, topic
+``gcn.notices.icecube.gold_bronze_track_alerts``): only fields that schema defines, only its allowed values, and only
+those a scan can fill. See docs/gcn-drafts.md for the field-by-field mapping.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from skyscan.errors import InputError
 from skyscan.products.meta import SkymapMeta
 from skyscan.timestamps import iso_z
 
-NOTICE_SCHEMA = "https://gcn.nasa.gov/schema/main/gcn/notices/icecube/gold_bronze_track_alerts.schema.json"
+NOTICE_SCHEMA = "https://gcn.nasa.gov/schema/main/gcn/notices/icecube/single_neutrino_alerts.schema.json"
 PURITY_PERCENT = {"gold": 50, "bronze": 30}
 """Average astrophysical purity of IceCube's track-alert streams, as quoted in their circulars."""
+PROBABILITY_WORDS = {"gold": "high", "bronze": "moderate"}
+"""How IceCube's circulars describe the probability of astrophysical origin for each stream."""
+STREAM_NAMES = {"gold": "ICECUBE_Astrotrack_GOLD", "bronze": "ICECUBE_Astrotrack_BRONZE"}
+"""The GCN stream names of IceCube's Gold and Bronze track alerts."""
+PIPELINES = {"gold": "Gold Track Alert", "bronze": "Bronze Track Alert"}
+"""The notice's `pipeline` value per stream (the schema's allowed values)."""
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
 TODO_OPEN = "[[TODO: "
@@ -62,24 +69,56 @@ def event_name(t: datetime | None, letter: str = _LETTER) -> str:
     return f"IceCube-{rounded_time(t).strftime('%y%m%d')}{letter}"
 
 
-def _stream_sentence(stream: str | None) -> str:
-    if stream is None:
-        return todo("alert stream (Gold or Bronze) and its average astrophysical purity (Gold 50%, Bronze 30%)")
-    key = stream.strip().lower()
+def _stream_key(stream: str | None) -> str | None:
+    return None if stream is None else stream.strip().lower()
+
+
+def _origin_sentence(stream: str | None, todos: list[str]) -> str:
+    key = _stream_key(stream)
+    if key in PROBABILITY_WORDS:
+        return f"with a {PROBABILITY_WORDS[key]} probability of being of astrophysical origin"
+    return _todo_of(todos, "how probable an astrophysical origin is for this stream (IceCube: Gold high, Bronze moderate)")
+
+
+def _stream_sentence(stream: str | None, todos: list[str]) -> str:
+    key = _stream_key(stream)
+    if key is None:
+        return _todo_of(
+            todos, "alert stream (Gold or Bronze), its stream name and its average astrophysical purity (Gold 50%, Bronze 30%)"
+        )
     if key in PURITY_PERCENT:
         return (
-            f"The event was selected by the {key.capitalize()} alert stream, whose average astrophysical neutrino "
-            f"purity is {PURITY_PERCENT[key]}%."
+            f"The event was selected by the {STREAM_NAMES[key]} alert stream. The average astrophysical neutrino "
+            f"purity for {key.capitalize()} alerts is {PURITY_PERCENT[key]}%."
         )
-    return f"The event was selected by the {stream} alert stream. " + todo(f"the purity of the {stream} stream")
+    return f"The event was selected by the {stream} alert stream. " + _todo_of(todos, f"the purity of the {stream} stream")
 
 
 def _far_sentence(far_per_year: float | None) -> str:
     if far_per_year is None:
         return ""
     return (
-        f"Its estimated false-alarm rate due to atmospheric backgrounds is {far_per_year:.3g} events per year."
+        f"This alert has an estimated false alarm rate of {far_per_year:.4g} events per year due to atmospheric "
+        "backgrounds."
     )
+
+
+def _todo_of(todos: list[str], text: str, listed: str | None = None) -> str:
+    """A [[TODO]] in the circular's body, remembered (as `listed`, default the text) so the draft notes list it."""
+    todos.append(listed or text)
+    return todo(text)
+
+
+def two_significant(value: float) -> str:
+    """A positive number with two significant figures, never in exponent notation (areas: 0.013, 4.6, 120)."""
+    if not math.isfinite(value) or value <= 0.0:
+        return f"{value:g}"
+    digits = 1 - math.floor(math.log10(value))
+    rounded = round(value, digits)
+    if rounded >= 10 ** (2 - digits):  # rounding carried into a new digit (e.g. 9.96 -> 10)
+        digits -= 1
+        rounded = round(value, digits)
+    return f"{rounded:.{max(digits, 0)}f}"
 
 
 def _position_line(value: float, plus: float, minus: float, percent: str) -> str:
@@ -87,47 +126,65 @@ def _position_line(value: float, plus: float, minus: float, percent: str) -> str
 
 
 def circular_values(meta: SkymapMeta) -> dict[str, str]:
-    """Every placeholder of the circular template and its text (see docs/gcn-drafts.md for the list)."""
+    """Every placeholder of the circular template and its text (see docs/gcn-drafts.md for the list).
+
+    The draft notes (`review_block`) list every sentence an operator must still write (each [[TODO]] of the body,
+    in the order they appear) and then what to check before sending.
+    """
     r90, r50 = meta.regions["90"], meta.regions["50"]
     bf = meta.best_fit
     name = event_name(meta.event_time)
-    review = [
-        "==== DRAFT -- NOT FOR DISTRIBUTION. Resolve every [[TODO: ...]] and delete this block before sending ====",
-        todo(
-            f"confirm the letter suffix: the '{_LETTER}' in {name} is a placeholder; use the next free letter "
-            "for that day"
-        ),
-        todo("write the catalog-sources paragraph (known sources inside the 90% region, or that none are found)"),
-    ]
+    body: list[str] = []  # [[TODO]]s of the body, in template order
     if meta.event_time is None:
-        review.append(todo("the detection date and time are unknown: fill them in, and the date in the name"))
-        date_slash = todo("YYYY/MM/DD")
+        date_slash = _todo_of(body, "YYYY/MM/DD", "the detection date YYYY/MM/DD (UTC), also in the event name")
         date_iso = todo("YYYY-MM-DD")
-        time_ut = todo("HH:MM:SS.SS")
+        time_ut = _todo_of(body, "HH:MM:SS.SS", "the detection time HH:MM:SS.SS (UT)")
     else:
         rt = rounded_time(meta.event_time)
         date_slash = rt.strftime("%Y/%m/%d")
         date_iso = rt.strftime("%Y-%m-%d")
         time_ut = rt.strftime("%H:%M:%S.") + f"{rt.microsecond // 10000:02d}"
+    origin = _origin_sentence(meta.stream, body)
+    stream_sentence = _stream_sentence(meta.stream, body)
+    catalog = _todo_of(
+        body,
+        "catalog sources: list the known gamma-ray or X-ray sources (e.g. from the Fermi-LAT catalog) inside the "
+        "90% region, or state that none are found",
+    )
+    contact = _todo_of(body, "contact line of the alert team")
+
+    checks = [
+        todo(
+            f"confirm the letter suffix: the '{_LETTER}' in {name} is a placeholder; use the next free letter "
+            "for that day"
+        )
+    ]
     if not r90.ra_errors_meaningful:
-        review.append(todo(f"the 90% region's RA errors are not meaningful ({r90.note}); reword the RA line"))
+        checks.append(todo(f"the 90% region's RA errors are not meaningful ({r90.note}); reword the RA line"))
     if meta.containment_method != "calibrated":
-        review.append(
+        checks.append(
             todo(
                 f"containment levels are '{meta.containment_method}' (90%: 2*delta-llh <= {r90.level_2dllh:g}); "
                 "IceCube circulars quote levels calibrated with simulations"
             )
         )
-    if meta.truth_radec is not None:
-        review.append(todo("this is a SIMULATED event: do not send"))
-    review.append(
+    if meta.far_per_year is None:
+        checks.append(todo("the event has no false alarm rate (far_per_year): add IceCube's FAR sentence if one is known"))
+    if meta.simulated:
+        checks.append(todo("this is a SIMULATED event: do not send"))
+    review = [
+        "==== DRAFT -- NOT FOR DISTRIBUTION. Resolve every [[TODO: ...]] and delete this block before sending ====",
+        f"Sentences still to write ({len(body)}):",
+        *(f"  {i}. {text}" for i, text in enumerate(body, start=1)),
+        "Checks:",
+        *(f"  - {c}" for c in checks),
         f"Drafted by skyscan {meta.software_version}"
         + (f" (git {meta.git_revision[:12]})" if meta.git_revision else "")
         + f" on {meta.created_iso} from run {meta.run_id} event {meta.event_id}"
-        + f" (config sha256 {meta.config_sha256[:12]}; source: {meta.source})."
-    )
-    review.append("==== END OF DRAFT NOTES ====")
-
+        + f" (config sha256 {meta.config_sha256[:12]}; source: {meta.source}).",
+        "==== END OF DRAFT NOTES ====",
+    ]
+    key = _stream_key(meta.stream)
     return {
         "review_block": "\n".join(review) + "\n",
         "event_name": name,
@@ -137,7 +194,9 @@ def circular_values(meta: SkymapMeta) -> dict[str, str]:
         "date_iso": date_iso,
         "time_ut": time_ut,
         "stream": meta.stream or todo("stream"),
-        "stream_sentence": _stream_sentence(meta.stream),
+        "stream_name": STREAM_NAMES.get(key or "", meta.stream or todo("stream name")),
+        "origin_phrase": origin,
+        "stream_sentence": stream_sentence,
         "far_sentence": _far_sentence(meta.far_per_year),
         "ra": f"{bf.ra_deg:.2f}",
         "dec": f"{bf.dec_deg:.2f}",
@@ -149,14 +208,11 @@ def circular_values(meta: SkymapMeta) -> dict[str, str]:
         "dec_line": _position_line(bf.dec_deg, r90.dec_plus_deg, r90.dec_minus_deg, "90"),
         "ra_line_50": _position_line(bf.ra_deg, r50.ra_plus_deg, r50.ra_minus_deg, "50"),
         "dec_line_50": _position_line(bf.dec_deg, r50.dec_plus_deg, r50.dec_minus_deg, "50"),
-        "area_90": f"{r90.area_deg2:.2f}",
-        "area_50": f"{r50.area_deg2:.2f}",
+        "area_90": two_significant(r90.area_deg2),
+        "area_50": two_significant(r50.area_deg2),
         "containment_method": meta.containment_method,
-        "catalog_paragraph": todo(
-            "catalog sources: list the known gamma-ray or X-ray sources (e.g. from the Fermi-LAT catalog) inside "
-            "the 90% region, or state that none are found"
-        ),
-        "contact_sentence": todo("contact line of the alert team"),
+        "catalog_paragraph": catalog,
+        "contact_sentence": contact,
         "software_version": meta.software_version,
         "created": meta.created_iso,
     }
@@ -181,22 +237,31 @@ def ra_dec_error_90(meta: SkymapMeta) -> float:
     return math.degrees(math.acos(1.0 - meta.regions["90"].area_deg2 * (math.pi / 180.0) ** 2 / (2.0 * math.pi)))
 
 
+NOTICE_FIELDS = (
+    "$schema", "mission", "instrument", "messenger", "pipeline", "event_name", "id", "alert_datetime",
+    "alert_type", "alert_tense", "alert_topology", "number_of_events", "ra", "dec", "ra_dec_error",
+    "containment_probability", "systematic_included", "trigger_time", "far", "p_astro", "nu_energy",
+)
+"""Every field the notice may carry, in the order written; all are defined by the single-neutrino schema."""
+
+
 def notice(meta: SkymapMeta) -> dict[str, Any]:
-    """The fields of a gold_bronze_track_alerts notice that the scan can fill (None-valued fields are left out)."""
-    simulated = meta.truth_radec is not None
-    stream = (meta.stream or "").strip().lower()
-    pipeline = {"gold": "IceCube Gold Track alert", "bronze": "IceCube Bronze Track alert"}.get(stream)
+    """The single_neutrino_alerts notice fields that the scan can fill (unknown ones are left out).
+
+    A simulated event is marked with the schema's own value for test triggers, ``alert_tense: "test"``.
+    """
+    pipeline = PIPELINES.get(_stream_key(meta.stream) or "")
     doc: dict[str, Any] = {
         "$schema": NOTICE_SCHEMA,
         "mission": "IceCube",
         "instrument": "IC86",
         "messenger": "Neutrino",
+        "pipeline": pipeline,
         "event_name": [event_name(meta.event_time)],
         "id": [f"{meta.run_id}_{meta.event_id}"],
         "alert_datetime": meta.created_iso,
-        "alert_type": "test" if simulated else "update",
-        "alert_tense": "mock" if simulated else "current",
-        "analysis_pipeline": pipeline,
+        "alert_type": "update",
+        "alert_tense": "test" if meta.simulated else "current",
         "alert_topology": "Track",
         "number_of_events": 1,
         "ra": round(meta.best_fit.ra_deg, 4),
@@ -208,31 +273,16 @@ def notice(meta: SkymapMeta) -> dict[str, Any]:
         "far": None if meta.far_per_year is None else meta.far_per_year / SECONDS_PER_YEAR,
         "p_astro": meta.signalness,
         "nu_energy": None if meta.energy_gev is None else meta.energy_gev / 1000.0,
-        "additional_info": _additional_info(meta),
     }
     return {k: v for k, v in doc.items() if v is not None}
 
 
-def _additional_info(meta: SkymapMeta) -> str:
-    r90 = meta.regions["90"]
-    parts = [
-        "DRAFT by skyscan " + meta.software_version + (f" (git {meta.git_revision[:12]})" if meta.git_revision else ""),
-        f"created {meta.created_iso}",
-        f"run {meta.run_id} event {meta.event_id}",
-        f"event name letter '{_LETTER}' to be confirmed",
-        f"90% region (2*delta-llh <= {r90.level_2dllh:g}, {meta.containment_method}): "
-        f"RA +{r90.ra_plus_deg:.2f}/-{r90.ra_minus_deg:.2f} deg, Dec +{r90.dec_plus_deg:.2f}/-{r90.dec_minus_deg:.2f} "
-        f"deg, area {r90.area_deg2:.2f} deg2; ra_dec_error is the radius of a circle of that area",
-        f"config sha256 {meta.config_sha256[:12]}",
-    ]
-    if meta.truth_radec is not None:
-        parts.append("SIMULATED event")
-    return "; ".join(parts)
-
-
 __all__ = [
+    "NOTICE_FIELDS",
     "NOTICE_SCHEMA",
+    "PIPELINES",
     "PURITY_PERCENT",
+    "STREAM_NAMES",
     "circular_values",
     "event_name",
     "load_template",
@@ -241,4 +291,5 @@ __all__ = [
     "render_circular",
     "rounded_time",
     "todo",
+    "two_significant",
 ]

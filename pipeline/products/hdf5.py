@@ -49,7 +49,7 @@ def write_skymap_h5(
     event_json: str | None = None,
 ) -> None:
     """Write skymap.h5: the multi-order map (NUNIQ), the raw results per stage (NESTED) and all provenance."""
-    dens = probability_density(m)
+    dens = probability_density(m, meta.map_weight)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             a = f.attrs
@@ -58,6 +58,7 @@ def write_skymap_h5(
             a["event_id"] = int(meta.event_id)
             a["event_time"] = _text_attr(meta.event_time_iso)
             a["stream"] = _text_attr(meta.stream)
+            a["map_weight"] = float(meta.map_weight)  # probdensity ~ exp(-map_weight * delta-llh)
             a["far_per_year"] = _float_attr(meta.far_per_year)
             a["signalness"] = _float_attr(meta.signalness)
             a["energy_gev"] = _float_attr(meta.energy_gev)

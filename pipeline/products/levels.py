@@ -21,6 +21,31 @@ LEVELS: dict[str, dict[str, float]] = {
 
 LevelSpec = str | float | Mapping[str, float] | Sequence[float]
 
+PRODUCT_LABELS = ("50", "90")
+
+
+def check_product_levels(spec: LevelSpec) -> tuple[str, dict[str, float]]:
+    """(method, levels with at least the labels '50' and '90') of a specification, as every merge needs them.
+
+    Named sets and mappings must provide those labels; two bare numbers are the 50% and the 90% level (the smaller
+    first). Cheap (no healpy): `skyscan run` and `submit` call it before anything is scanned.
+    """
+    levels = resolve_levels(spec)
+    if isinstance(spec, str) and spec.strip().lower() in LEVELS:
+        method = spec.strip().lower()
+    else:
+        method = "explicit"
+    if all(label in levels for label in PRODUCT_LABELS):
+        return method, levels
+    if not isinstance(spec, Mapping) and len(levels) == 2:
+        low, high = sorted(levels.values())
+        return method, {"50": low, "90": high}
+    raise InputError(
+        f"containment {spec!r}: give the 50% and 90% levels (a name such as 'wilks', two numbers like '1.39,4.61', "
+        "or a mapping with keys 50 and 90)"
+    )
+
+
 def level_value(value: Any, where: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool):
         raise InputError(f"containment level {where} must be a number, got {value!r}")
@@ -34,19 +59,19 @@ def level_value(value: Any, where: str, allow_zero: bool = False) -> float:
 
 
 def resolve_levels(spec: LevelSpec) -> dict[str, float]:
-    """Containment levels (label -> 2*delta-llh) from a name in LEVELS, "2.3,5.9", one number, a list or a mapping."""
+    """Containment levels (label -> 2*delta-llh) from a name in LEVELS, "1.39,4.61", one number, a list or a mapping."""
     if isinstance(spec, str):
         text = spec.strip()
         if text.lower() in LEVELS:
             return dict(LEVELS[text.lower()])
         parts = [p.strip() for p in text.split(",")]
         if not text or any(not p for p in parts):
-            raise InputError(f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '2.3,5.9'")
+            raise InputError(f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '1.39,4.61'")
         try:
             numbers = [float(p) for p in parts]
         except ValueError:
             raise InputError(
-                f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '2.3,5.9'"
+                f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '1.39,4.61'"
             ) from None
         return {f"{v:g}": level_value(v, repr(p)) for v, p in zip(numbers, parts, strict=True)}
     if isinstance(spec, Mapping):
@@ -61,4 +86,4 @@ def resolve_levels(spec: LevelSpec) -> dict[str, float]:
             raise InputError("containment levels: the list is empty")
         values = [level_value(v, repr(v)) for v in spec]
         return {f"{v:g}": v for v in values}
-    raise InputError(f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '2.3,5.9'")
+    raise InputError(f"containment levels {spec!r}: use {' or '.join(LEVELS)} or numbers like '1.39,4.61'")

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyscan.products.containment import Region
+from skyscan.products.credible import MapProbability
 from skyscan.timestamps import iso_z
 
 FloatArray = npt.NDArray[np.float64]
@@ -68,6 +69,26 @@ class SkymapMeta:
     energy_gev: float | None = None
     truth_radec: tuple[float, float] | None = None
     source: str = "skyscan scan"
+    is_real_event: bool | None = None  # as an imported file states it; None: decided by truth_radec
+    event_type: str | None = None  # the skyreader event type of an imported scan
+    map_probability: MapProbability | None = None  # set by products.write before anything is written
+
+    @property
+    def simulated(self) -> bool:
+        """True for a simulation: the event file has a truth, or an imported file says it is not a real event."""
+        return self.truth_radec is not None or self.is_real_event is False
+
+    @property
+    def map_weight(self) -> float:
+        """w of the probability map, PROBDENSITY proportional to exp(-w * delta-llh) (1 until computed)."""
+        return 1.0 if self.map_probability is None else self.map_probability.weight
+
+    @property
+    def type_of_event(self) -> str:
+        """The event type the products record: the imported file's, else the alert stream, else 'unknown'."""
+        if self.event_type:
+            return self.event_type
+        return (self.stream or "unknown").strip().lower() or "unknown"
 
     @property
     def event_time_iso(self) -> str | None:

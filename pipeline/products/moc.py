@@ -376,15 +376,17 @@ def build_multiorder(stages: Sequence[StageResult]) -> MultiOrderMap:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def probability_density(m: MultiOrderMap) -> FloatArray:
-    """Probability per steradian, p proportional to exp(-(llh - min llh)), normalised so sum(density*area) = 1.
+def probability_density(m: MultiOrderMap, weight: float = 1.0) -> FloatArray:
+    """Probability per steradian, p proportional to exp(-weight * (llh - min llh)), normalised so sum(density*area) = 1.
 
-    Failed (NaN) pixels get 0. The likelihood is used as a posterior with a flat prior on the sphere.
+    Failed (NaN) pixels get 0. With weight 1 the likelihood is used as a posterior with a flat prior on the sphere;
+    other weights make the map's credible regions match non-Wilks containment levels (skyscan.products.credible).
     """
     delta = m.llh - m.llh[m.best_index]
-    weight = np.where(np.isfinite(delta), np.exp(-np.where(np.isfinite(delta), delta, 0.0)), 0.0)
-    norm = float(np.sum(weight * m.area_sr))
-    return np.asarray(weight / norm, dtype=np.float64)
+    finite = np.isfinite(delta)
+    weights = np.where(finite, np.exp(-weight * np.where(finite, delta, 0.0)), 0.0)
+    norm = float(np.sum(weights * m.area_sr))
+    return np.asarray(weights / norm, dtype=np.float64)
 
 
 def _normalise_ordering(ordering: str) -> str:

@@ -3,7 +3,8 @@
 Such a file holds one structured array per scanned nside under the key ``"nside-N"``, with fields ``index``
 (HEALPix **RING** index, equatorial, theta = 90 deg - Dec, phi = RA), ``llh`` (-ln L), ``E_in``, ``E_tot`` and,
 in newer files, the fitted vertex ``X, Y, Z, T``. An optional ``header`` array has one row per nside with
-``run_id``, ``event_id``, ``mjd``, ``event_type`` and ``nside``. skyscan works in NESTED indices, so every index
+``run_id``, ``event_id``, ``mjd``, ``event_type`` and ``nside`` (and, in newer files, ``is_real_event`` and
+``version``; a file that says it is not a real event is drafted as a simulation). skyscan works in NESTED indices, so every index
 is converted RING -> NESTED on import. Anything malformed is an InputError naming the file and the problem.
 """
 
@@ -44,6 +45,7 @@ class ImportedScan:
     event_id: int | None = None
     event_time: datetime | None = None
     event_type: str | None = None
+    is_real_event: bool | None = None  # None: the header does not say
     notes: list[str] = field(default_factory=list)
 
 
@@ -189,6 +191,12 @@ def read_skyreader_npz(path: str | os.PathLike[str]) -> ImportedScan:
     result.event_id = _header_int(header, "event_id", where)
     event_type = _header_value(header, "event_type", where)
     result.event_type = None if event_type in (None, "") else str(event_type)
+    real = _header_value(header, "is_real_event", where)
+    if real is not None:
+        if isinstance(real, (bool, int, np.bool_)) and int(real) in (0, 1):
+            result.is_real_event = bool(real)
+        else:
+            raise InputError(f"{where}: header 'is_real_event' must be true or false, got {real!r}")
     mjd = _header_value(header, "mjd", where)
     if mjd is not None:
         try:

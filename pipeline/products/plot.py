@@ -2,8 +2,11 @@
 
 Both views sample the map on a regular RA/Dec grid: each grid point takes the value of the map pixel that contains
 it (found at the map's deepest order), so pixels of every order are drawn at their true size without flattening
-the whole sky to the finest nside. Colour is 2*delta-llh (0-40); the 50% and 90% contours are drawn from the
-region membership of the pixels (the same rule as docs/containment.md), so they follow pixel edges.
+the whole sky to the finest nside. Colour is 2*delta-llh: on the full sky on a scale set from the map's own range
+(bands of equal sky area, so the structure of the whole sky shows, not one saturated colour), with the
+90% region also marked by a ring when it is too small to see at that scale; on the zoom linear from 0 to at least
+the outermost quoted level. The 50% and 90% contours are drawn from the region membership of the pixels (the same
+rule as docs/containment.md), so they follow pixel edges.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib import patheffects
 from matplotlib.axes import Axes
-from matplotlib.colors import Colormap
+from matplotlib.colors import BoundaryNorm, Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patheffects import AbstractPathEffect
@@ -41,7 +44,13 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 VMAX = 40.0
-"""Upper end of the colour scale (2*delta-llh); larger values saturate."""
+"""Smallest upper end of the zoom's colour scale (2*delta-llh); it grows to span the outermost quoted level."""
+ZOOM_HEADROOM = 1.25
+"""The zoom's scale reaches this factor times the outermost level, so the region's edge is not the top colour."""
+FULLSKY_BANDS = 64
+"""Colour bands of the full-sky scale; each covers an equal share of the sky's area (see `fullsky_norm`)."""
+RING_BELOW_DEG = 3.0
+"""On the full sky, a region whose extent is below this (degrees) is also marked by a ring (it would be a dot)."""
 
 CMAP = "viridis_r"
 LEVEL_STYLE = {"50": ("#d62728", "-"), "90": ("#000000", "-")}
@@ -168,18 +177,67 @@ def _contours(ax: Axes, x: FloatArray, y: FloatArray, layers: _Layers, transform
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _mesh(ax: Any, x_edges: FloatArray, y_edges: FloatArray, value: FloatArray) -> Any:
-    """The 2*delta-llh colour layer on cell edges (NaN cells left blank), as both projections draw it."""
+def fullsky_norm(m: MultiOrderMap, bands: int = FULLSKY_BANDS) -> BoundaryNorm:
+    """Colour scale of the full sky, set from the map's own range: each colour band covers an equal share of the sky.
+
+    The band edges are the sky-area quantiles of 2*delta-llh (histogram equalisation), from 0 to the map's largest
+    finite value, so the structure of the whole map shows whatever its range (a fixed 0-40 scale leaves nearly all
+    of the sky in its top colour).
+    """
+    d2 = m.dllh2
+    finite = np.isfinite(d2)
+    values, area = d2[finite], m.area_sr[finite]
+    order = np.argsort(values, kind="stable")
+    values, frac = values[order], np.cumsum(area[order]) / float(np.sum(area))
+    edges = np.interp(np.linspace(0.0, 1.0, bands + 1), np.concatenate([[0.0], frac]), np.concatenate([[0.0], values]))
+    edges[0] = 0.0
+    edges = np.unique(np.round(edges, 6))
+    if edges.size < 2:
+        edges = np.array([0.0, 1.0])
+    return BoundaryNorm(edges, ncolors=_cmap().N, clip=True)
+
+
+def zoom_vmax(meta: SkymapMeta) -> float:
+    """Top of the zoom's colour scale: at least VMAX and ZOOM_HEADROOM times the outermost quoted level."""
+    outer = max((r.level_2dllh for r in meta.regions.values()), default=0.0)
+    return max(VMAX, math.ceil(ZOOM_HEADROOM * outer))
+
+
+def region_ring_deg(meta: SkymapMeta) -> float | None:
+    """Radius (deg) of the ring marking the 90% region on the full sky, or None when the region is big enough."""
+    reg = meta.regions.get("90") or max(meta.regions.values(), key=lambda r: r.level_2dllh)
+    extent = max(reg.dec_plus_deg, reg.dec_minus_deg)
+    if reg.ra_errors_meaningful:
+        cos_dec = max(math.cos(math.radians(meta.best_fit.dec_deg)), 1e-3)
+        extent = max(extent, reg.ra_plus_deg * cos_dec, reg.ra_minus_deg * cos_dec)
+    return RING_BELOW_DEG if extent < RING_BELOW_DEG else None
+
+
+def _mesh(ax: Any, x_edges: FloatArray, y_edges: FloatArray, value: FloatArray, norm: Normalize) -> Any:
+    """The 2*delta-llh colour layer on cell edges (NaN cells left blank), as every projection draws it."""
+    top = float(norm.boundaries[-1]) if isinstance(norm, BoundaryNorm) else float(norm.vmax or VMAX)
     return ax.pcolormesh(
         x_edges,
         y_edges,
-        np.ma.masked_invalid(np.clip(value, 0.0, VMAX)),
+        np.ma.masked_invalid(np.clip(value, 0.0, top)),
         cmap=_cmap(),
-        vmin=0.0,
-        vmax=VMAX,
+        norm=norm,
         shading="flat",
         rasterized=True,
     )
+
+
+def _ring(ax: Any, ra_deg: float, dec_deg: float, radius_deg: float) -> None:
+    """A circle of `radius_deg` around a direction on the Mollweide axes (traced as a small circle on the sphere)."""
+    t = np.linspace(0.0, 2 * math.pi, 181)
+    d0, a0, r = math.radians(dec_deg), math.radians(ra_deg), math.radians(radius_deg)
+    dec = np.arcsin(np.sin(d0) * math.cos(r) + np.cos(d0) * math.sin(r) * np.cos(t))
+    ra = a0 + np.arctan2(np.sin(t) * math.sin(r) * np.cos(d0), math.cos(r) - np.sin(d0) * np.sin(dec))
+    x = _mollweide_x(np.degrees(ra))
+    jump = np.flatnonzero(np.abs(np.diff(x)) > math.pi)  # split where the ring crosses the map's edge
+    for seg_x, seg_y in zip(np.split(x, jump + 1), np.split(dec, jump + 1), strict=True):
+        ax.plot(seg_x, seg_y, color="#ff00ff", lw=1.8, zorder=4,
+                path_effects=[patheffects.withStroke(linewidth=3.4, foreground="#ffffff", alpha=0.8)])
 
 
 def _mollweide_x(ra_deg: npt.ArrayLike) -> FloatArray:
@@ -204,9 +262,13 @@ def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMet
 
     fig = plt.figure(figsize=(width / DPI, width / DPI * 0.6))
     ax = fig.add_axes((0.06, 0.2, 0.88, 0.72), projection="mollweide")
-    mesh = _mesh(ax, lon_edges, lat_edges, layers.value)
+    norm = fullsky_norm(m)
+    mesh = _mesh(ax, lon_edges, lat_edges, layers.value, norm)
     _contours(ax, lon_g, lat_g, layers)
     bf = meta.best_fit
+    ring = region_ring_deg(meta)
+    if ring is not None:
+        _ring(ax, bf.ra_deg, bf.dec_deg, ring)
     ax.plot(_mollweide_x(bf.ra_deg), math.radians(bf.dec_deg), markersize=11, zorder=5, **BEST_STYLE)
     if meta.truth_radec is not None:
         t_ra, t_dec = meta.truth_radec
@@ -225,10 +287,16 @@ def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMet
     ax.set_ylabel("Declination (J2000)", fontsize=9)
     ax.set_title(_title(meta), fontsize=11, pad=12)
     cax = fig.add_axes((0.3, 0.115, 0.4, 0.024))
-    cb = fig.colorbar(mesh, cax=cax, orientation="horizontal", extend="max")
-    cb.set_label("2ΔLLH = 2 (−ln L − min −ln L)", fontsize=8, labelpad=2)
+    cb = fig.colorbar(mesh, cax=cax, orientation="horizontal", spacing="uniform")
+    edges = norm.boundaries
+    cb.set_ticks([float(edges[i]) for i in np.linspace(0, edges.size - 1, 6).round().astype(int)])
+    cb.ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.3g}" if v < 1000 else f"{v:,.0f}"))
+    cb.set_label("2ΔLLH = 2 (−ln L − min −ln L); each colour band is an equal share of the sky", fontsize=8,
+                 labelpad=2)
     cb.ax.tick_params(labelsize=7)
     handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
+    if ring is not None:
+        handles.append(Line2D([], [], color="#ff00ff", lw=1.8, label=f"ring of {ring:g}° around the 90% region"))
     fig.legend(handles=handles, loc="upper center", ncol=min(3, len(handles)), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.055))
     _footer(fig, meta, y=-0.035)
@@ -308,13 +376,14 @@ def plot_zoom(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, 
 
     fig = plt.figure(figsize=(size / DPI, size / DPI))
     ax = fig.add_axes((0.12, 0.2, 0.74, 0.72))
+    top = zoom_vmax(meta)
     image = ax.imshow(
-        np.ma.masked_invalid(np.clip(layers.value, 0.0, VMAX)),
+        np.ma.masked_invalid(np.clip(layers.value, 0.0, top)),
         origin="lower",
         extent=(win.ra_lo, win.ra_hi, win.dec_lo, win.dec_hi),
         cmap=_cmap(),
         vmin=0.0,
-        vmax=VMAX,
+        vmax=top,
         interpolation="nearest",
         aspect="auto",
     )
@@ -362,7 +431,7 @@ def _plot_zoom_polar(path: str | os.PathLike[str], m: MultiOrderMap, meta: Skyma
 
     fig = plt.figure(figsize=(size / DPI, size / DPI))
     ax = cast(PolarAxes, fig.add_axes((0.08, 0.2, 0.68, 0.7), projection="polar"))
-    mesh = _mesh(ax, t_edges, r_edges, layers.value)
+    mesh = _mesh(ax, t_edges, r_edges, layers.value, Normalize(vmin=0.0, vmax=zoom_vmax(meta)))
     # Repeat the first RA column after the last so that contours close across RA = 0.
     t_wrap = np.concatenate([t_g, t_g[:, :1] + 2 * math.pi], axis=1)
     r_wrap = np.concatenate([r_g, r_g[:, :1]], axis=1)
@@ -398,4 +467,14 @@ def _plot_zoom_polar(path: str | os.PathLike[str], m: MultiOrderMap, meta: Skyma
     _save(fig, path, meta)
 
 
-__all__ = ["VMAX", "ZoomWindow", "plot_fullsky", "plot_zoom", "sample_rows", "zoom_window"]
+__all__ = [
+    "VMAX",
+    "ZoomWindow",
+    "fullsky_norm",
+    "plot_fullsky",
+    "plot_zoom",
+    "region_ring_deg",
+    "sample_rows",
+    "zoom_vmax",
+    "zoom_window",
+]

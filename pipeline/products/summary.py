@@ -269,6 +269,48 @@ class ImportRecord:
         return cls(_str(value.get("npz")), _str(value.get("sha256")), _str(value.get("event_type")), kept)
 
 
+@dataclass(frozen=True)
+class MapProbabilityRecord:
+    """`map_probability`: the weight w of the FITS/HDF5 probability map (PROBDENSITY ~ exp(-w * delta-llh)), the
+    region that fixed it, and the map's own credible areas next to the quoted contour areas (deg2, by label)."""
+
+    weight: float | None
+    matched_level: str | None
+    credible_area_deg2: dict[str, float] = field(default_factory=dict)
+    contour_area_deg2: dict[str, float] = field(default_factory=dict)
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        ratio = {
+            k: (v / c if (c := self.contour_area_deg2.get(k)) else None) for k, v in self.credible_area_deg2.items()
+        }
+        return {
+            "rule": "PROBDENSITY proportional to exp(-weight * delta_llh)",
+            "weight": self.weight,
+            "matched_level": self.matched_level,
+            "credible_area_deg2": dict(self.credible_area_deg2),
+            "contour_area_deg2": dict(self.contour_area_deg2),
+            "credible_over_contour": ratio,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> MapProbabilityRecord | None:
+        if not isinstance(value, dict):
+            return None
+
+        def areas(key: str) -> dict[str, float]:
+            return {str(k): n for k, v in _obj(value.get(key)).items() if (n := _num(v)) is not None}
+
+        return cls(
+            weight=_num(value.get("weight")),
+            matched_level=_str(value.get("matched_level")),
+            credible_area_deg2=areas("credible_area_deg2"),
+            contour_area_deg2=areas("contour_area_deg2"),
+            note=_str(value.get("note")),
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The document
 # --------------------------------------------------------------------------------------------------------------
@@ -293,6 +335,7 @@ class Summary:
     flat_nside: int | None = None
     map_pixels: MapPixelCounts | None = None
     imported: ImportRecord | None = None  # the `import` object
+    map_probability: MapProbabilityRecord | None = None
 
     def region(self, label: str) -> RegionRecord | None:
         """The region at `label` ('50', '90', ...), None when the document has none."""
@@ -325,6 +368,7 @@ class Summary:
         optional["flat_nside"] = self.flat_nside
         optional["map_pixels"] = None if self.map_pixels is None else self.map_pixels.to_json()
         optional["import"] = None if self.imported is None else self.imported.to_json()
+        optional["map_probability"] = None if self.map_probability is None else self.map_probability.to_json()
         doc.update({k: v for k, v in optional.items() if v is not None or k == "truth_offset_deg"})
         return {k: _finite(v) for k, v in doc.items()}
 
@@ -356,6 +400,7 @@ class Summary:
             flat_nside=_int(doc.get("flat_nside")),
             map_pixels=MapPixelCounts.from_json(doc.get("map_pixels")),
             imported=ImportRecord.from_json(doc.get("import")),
+            map_probability=MapProbabilityRecord.from_json(doc.get("map_probability")),
         )
 
 
@@ -397,6 +442,7 @@ __all__ = [
     "ContainmentRecord",
     "ImportRecord",
     "MapPixelCounts",
+    "MapProbabilityRecord",
     "PixelCounts",
     "RegionRecord",
     "SkyPosition",

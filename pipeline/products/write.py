@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from skyscan.atomic import write_json, write_text
-from skyscan.errors import InputError
-from skyscan.products.containment import LEVELS, LevelSpec, Region, best_fit_radec, region, resolve_levels
+from skyscan.products.containment import LevelSpec, Region, best_fit_radec, region
 from skyscan.products.fits import write_flat_fits, write_multiorder_fits
 from skyscan.products.hdf5 import write_skymap_h5
-from skyscan.products.meta import PRODUCT_LEVELS, BestFit, SkymapMeta, StageRecord
+from skyscan.products.levels import check_product_levels
+from skyscan.products.meta import BestFit, SkymapMeta, StageRecord
 from skyscan.products.moc import MultiOrderMap, StageResult, flatten, nside_ipix_to_uniq
 from skyscan.products.summary import (
     PRODUCT_FILES,
@@ -30,6 +30,7 @@ from skyscan.products.summary import (
     ContainmentRecord,
     ImportRecord,
     MapPixelCounts,
+    MapProbabilityRecord,
     PixelCounts,
     RegionRecord,
     SkyPosition,
@@ -44,24 +45,9 @@ from skyscan.products.summary import (
 def product_levels(spec: LevelSpec) -> tuple[str, dict[str, float]]:
     """(method name, levels labelled '50' and '90' at least) of a containment specification.
 
-    Products need a 50% and a 90% region. Named sets and mappings must provide those labels; two bare numbers
-    are taken as the 50% and the 90% level (the smaller first).
+    Products need a 50% and a 90% region; see `skyscan.products.levels.check_product_levels`.
     """
-    levels = resolve_levels(spec)
-    if isinstance(spec, str) and spec.strip().lower() in LEVELS:
-        method = spec.strip().lower()
-    else:
-        method = "explicit"
-    if all(label in levels for label in PRODUCT_LEVELS):
-        return method, levels
-    is_mapping = isinstance(spec, Mapping)
-    if not is_mapping and len(levels) == 2:
-        low, high = sorted(levels.values())
-        return method, {"50": low, "90": high}
-    raise InputError(
-        f"containment {spec!r}: give the 50% and 90% levels (a name such as 'wilks', two numbers like '1.39,4.61', "
-        "or a mapping with keys 50 and 90)"
-    )
+    return check_product_levels(spec)
 
 
 def pixel_counts(stages: Sequence[StageResult]) -> dict[str, Any]:
@@ -142,6 +128,20 @@ def build_summary(
         flat_nside=flat_nside,
         map_pixels=map_pixels,
         imported=imported,
+        map_probability=_map_probability_record(meta),
+    )
+
+
+def _map_probability_record(meta: SkymapMeta) -> MapProbabilityRecord | None:
+    mp = meta.map_probability
+    if mp is None:
+        return None
+    return MapProbabilityRecord(
+        weight=mp.weight,
+        matched_level=mp.matched_label,
+        credible_area_deg2=dict(mp.credible_area_deg2),
+        contour_area_deg2=dict(mp.contour_area_deg2),
+        note=mp.note,
     )
 
 
@@ -158,6 +158,10 @@ def json_ready(doc: Mapping[str, Any]) -> dict[str, Any]:
         return v
 
     return {str(k): fix(v) for k, v in doc.items()}
+
+
+SKYREADER_KEY = "skyreader_json"
+"""Name in summary.json's `products` of the skyreader export (its file name depends on the event)."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -205,8 +209,16 @@ def write_products(
     event_json: str | None = None,
     imported: ImportRecord | None = None,
 ) -> MergeResult:
-    """Write every product into `outdir` (each atomically) and, last, summary.json listing them."""
+    """Write every product into `outdir` (each atomically) and, last, summary.json listing them.
+
+    First the probability map's weight is fixed (skyscan.products.credible) so that every product carries the
+    same map: the FITS and HDF5 densities, their headers, summary.json and the circular's notes.
+    """
     from skyscan.products import gcn as gcn
+    from skyscan.products import skyreader as skyreader
+    from skyscan.products.credible import map_probability
+
+    meta.map_probability = map_probability(m, meta.containment_method, {k: r.level_2dllh for k, r in meta.regions.items()})
 
     template_path = choices.circular_template
     template = gcn.load_template(template_path)  # read first: a bad template must fail before anything is written
@@ -230,6 +242,9 @@ def write_products(
             plot.plot_zoom(target("plot_zoom"), m, meta)
     write_text(target("circular"), circular)
     write_json(target("notice"), json_ready(gcn.notice(meta)))
+    reader_path = outdir / skyreader.file_name(meta.run_id, meta.event_id, meta.type_of_event)
+    write_json(reader_path, skyreader.document(records, meta), indent=None)
+    products[SKYREADER_KEY] = reader_path
     target("summary")
 
     summary = build_summary(

@@ -10,6 +10,7 @@ from ``config/`` (the YAML files), which a module of the same name would hide.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ RULES = ("fixed", "adaptive")
 #: The kinds of graph node, each with its ``jobs.<kind>`` resources.
 NODE_KINDS = ("prepare", "scan", "merge", "final")
 MAX_NSIDE = 2**29
+MAX_RETRIES = 100
+"""DAGMan RETRY per node: more than a hundred retries of one batch is a configuration mistake, not a policy."""
 RESOURCE_KEYS = ("request_cpus", "request_memory_mb", "request_disk_mb")
 
 
@@ -169,7 +172,31 @@ def _parse_containment(raw: Any) -> dict[str, float]:
         levels: dict[str, float] = resolve_levels(raw)
     except InputError as exc:
         raise InputError(f"containment: {exc}") from None
+    check_levels_ordered(raw, levels)
     return levels
+
+
+def check_levels_ordered(raw: Any, levels: Mapping[str, float]) -> None:
+    """Wider regions have higher 2*delta-llh: numbers are given in ascending order (``"1.39,4.61"``: the 50% then
+    the 90% level), and in a mapping whose labels are percentages a higher percentage has a higher level."""
+    if isinstance(raw, Mapping):
+        numeric: list[tuple[float, str]] = []
+        for label in levels:
+            try:
+                numeric.append((float(label), label))
+            except ValueError:
+                return  # named labels carry no order
+        pairs = [(levels[label], label) for _, label in sorted(numeric)]
+    elif isinstance(raw, str) and "," not in raw:
+        return
+    else:
+        pairs = [(value, label) for label, value in levels.items()]
+        if len(pairs) != (len(raw) if isinstance(raw, (list, tuple)) else len(str(raw).split(","))):
+            raise InputError(f"containment: levels {shown(raw)} repeat a value")
+    for (low, low_label), (high, high_label) in itertools.pairwise(pairs):
+        if not high > low:
+            raise InputError(f"containment: levels must ascend (the wider region has the higher 2*delta-llh), "
+                             f"got {high_label} = {high:g} after {low_label} = {low:g}")
 
 
 def parse_resources(raw: Any, path: str, partial: bool) -> dict[str, int]:
@@ -224,7 +251,7 @@ def parse_config(doc: Mapping[str, Any]) -> ScanConfig:
     )
 
     dag = as_mapping(top.get("dag", {}), "dag", _DAG_KEYS)
-    retries = as_int(dag.get("retries", 3), "dag.retries", minimum=0)
+    retries = as_int(dag.get("retries", 3), "dag.retries", minimum=0, maximum=MAX_RETRIES)
     maxjobs_raw = as_mapping(dag.get("maxjobs", {}), "dag.maxjobs", _CATEGORIES)
     maxjobs = {cat: as_int(v, f"dag.maxjobs.{cat}", minimum=0) for cat, v in maxjobs_raw.items()}
 

@@ -1,7 +1,9 @@
 """Reading the YAML settings files and checking their values, shared by the scan configuration and the site profiles.
 
 Every check names the key path of the bad value (``scan.stages[1].nside: ...``) in one ``InputError`` line, so
-an operator can fix a file without reading code.
+an operator can fix a file without reading code. Reading goes through :class:`_StrictLoader` inside
+:func:`skyscan.reco.untrusted.guarded`: duplicate keys are refused, integers must fit in 64 bits, and any other
+failure while building values (an impossible date, a lone surrogate) is an ``InputError`` by construction.
 """
 
 from __future__ import annotations
@@ -13,19 +15,58 @@ from typing import Any
 import yaml
 
 from skyscan.errors import InputError
+from skyscan.reco import untrusted
 from skyscan.resources import data_text
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys and integers beyond the signed 64-bit range."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+            if duplicate:
+                line = key_node.start_mark.line + 1
+                raise InputError(f"duplicate key {shown(key)} at line {line}")
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value).replace("_", "")
+        if len(text.lstrip("+-")) > 24:  # before int(): a 5,000-digit literal must not reach the converter
+            raise InputError(f"integer at line {node.start_mark.line + 1} is out of the 64-bit range")
+        value = int(super().construct_yaml_int(node))
+        if not untrusted.INT64_MIN <= value <= untrusted.INT64_MAX:
+            raise InputError(f"integer at line {node.start_mark.line + 1} is out of the 64-bit range")
+        return value
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------------------------
 def parse_yaml_text(text: str, where: str) -> Any:
-    """The YAML document in ``text``; InputError naming ``where`` if it does not parse."""
+    """The YAML document in ``text``; InputError naming ``where`` if it does not parse or holds unsafe values."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).replace("\n", " ")
-        raise InputError(f"{where}: invalid YAML ({first})") from None
+        with untrusted.guarded(where):
+            try:
+                doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+            except yaml.YAMLError as exc:
+                first = untrusted.one_line(str(exc), 300)
+                raise InputError(f"{where}: invalid YAML ({first})") from None
+    except InputError as exc:
+        message = str(exc)
+        raise InputError(message if message.startswith(f"{where}:") else f"{where}: {message}") from None
+    return untrusted.check_strings(doc, where)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -33,11 +74,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file" if not p.exists() else f"{p}: not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read ({exc.__class__.__name__})") from None
-    doc = parse_yaml_text(text, str(p))
+    doc = parse_yaml_text(untrusted.read_text(p), str(p))
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -54,9 +91,8 @@ def read_shipped_yaml(name: str) -> Any:
 # Checks: each returns the value with its type, or raises InputError naming the key path
 # ---------------------------------------------------------------------------------------------------------------
 def shown(value: Any) -> str:
-    """A value as quoted in an error message (at most 40 characters)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value as quoted in an error message (at most 40 characters, one line)."""
+    return untrusted.shown(value)
 
 
 def as_mapping(value: Any, path: str, known: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -71,11 +107,13 @@ def as_mapping(value: Any, path: str, known: tuple[str, ...] | None = None) -> d
     return value
 
 
-def as_int(value: Any, path: str, minimum: int | None = None) -> int:
+def as_int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{path}: expected an integer, got {shown(value)}")
     if minimum is not None and value < minimum:
         raise InputError(f"{path}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{path}: must be <= {maximum}, got {value}")
     return value
 
 

@@ -129,6 +129,21 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_existing(p: Path) -> None:
+    """An existing catalog is an SQLite file: an empty or foreign file is refused, never given a schema."""
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read the catalog database ({exc.__class__.__name__})") from None
+    if head != _SQLITE_MAGIC:
+        what = "an empty file" if not head else "not an SQLite file"
+        raise InputError(f"{p}: {what}, not a catalog database")
+
+
 def connect(path: str | os.PathLike[str], *, create: bool = True,
             migrations: Sequence[str] = MIGRATIONS) -> sqlite3.Connection:
     """Open (and if needed create and migrate) the catalog; autocommit mode, transactions via :func:`transaction`."""
@@ -137,6 +152,8 @@ def connect(path: str | os.PathLike[str], *, create: bool = True,
         raise InputError(f"{p}: no catalog database (the watcher creates it on its first run)")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a catalog database")
+    if not create:
+        _check_existing(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None)
@@ -153,6 +170,8 @@ def connect(path: str | os.PathLike[str], *, create: bool = True,
         migrate(conn, migrations)
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if not create:  # a file the operator named (--db): bad input
+            raise InputError(f"{p}: not a usable catalog database: {exc}") from None
         raise SkyscanError(f"{p}: not a usable catalog database: {exc}") from None
     except BaseException:
         conn.close()

@@ -16,6 +16,7 @@ from skyscan.errors import InputError, SkyscanError
 from skyscan.ops.catalog.db import ACTIVE_STATES, transaction
 from skyscan.ops.catalog.stamps import event_time_key
 from skyscan.ops.catalog.summaries import SummaryRow
+from skyscan.reco import untrusted
 from skyscan.timestamps import parse_stamp
 
 __all__ = [
@@ -60,14 +61,15 @@ def resolve_alert(conn: sqlite3.Connection, spec: str) -> int:
     text = spec.strip()
     m = _RUN_EVENT.match(text) or _NAME.match(text)
     if m:
-        row = conn.execute(
-            "SELECT id FROM alerts WHERE run_id = ? AND event_id = ?", (int(m.group(1)), int(m.group(2)))
-        ).fetchone()
+        ids = (untrusted.parse_int(m.group(1), f"alert {spec!r}: run", 0), untrusted.parse_int(
+            m.group(2), f"alert {spec!r}: event", 0))  # ids are int64 (the event format); SQLite's INTEGER too
+        row = conn.execute("SELECT id FROM alerts WHERE run_id = ? AND event_id = ?", ids).fetchone()
         if row is None:
             raise InputError(f"alert {spec!r}: no alert with run {m.group(1)} event {m.group(2)} in the catalog")
         return int(row["id"])
     if text.isdigit():
-        row = conn.execute("SELECT id FROM alerts WHERE id = ?", (int(text),)).fetchone()
+        alert_id = untrusted.parse_int(text, f"alert {spec!r}: id", 0)
+        row = conn.execute("SELECT id FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise InputError(f"alert {spec!r}: no alert with id {text} in the catalog")
         return int(row["id"])

@@ -1,0 +1,174 @@
+"""The compiled likelihood kernel against the numpy reference (the oracle), on simulated events.
+
+The kernel repeats the reference's arithmetic operation by operation and its sums in numpy's
+pairwise order, so the tolerances below (1e-6 relative, as the issue asks) are far looser than
+what it delivers (bit-identical values where numpy and numba use the same C library exp/log).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skyscan.reco import coords, kernel
+from skyscan.reco.event import Event
+from skyscan.reco.fit import PandelTrackFit
+from skyscan.reco.geometry import ic86
+from skyscan.reco.llh import TrackFrame, TrackLikelihood
+from skyscan.reco.llh_reference import ReferenceTrackLikelihood
+from skyscan.reco.settings import RecoSettings
+from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, TrackSpec, benchmark_spec, simulate_track
+
+TIME = datetime(2026, 5, 1, 6, 30, tzinfo=timezone.utc)
+REL = 1e-6
+#: Fitted vertices agree far inside what the minimiser resolves (its steps are 3 m and 10 ns).
+VERTEX_M, TIME_NS = 0.1, 0.3
+
+
+def _event(seed: int) -> Event:
+    rng = np.random.default_rng(seed)
+    spec = TrackSpec(
+        zenith_deg=math.degrees(math.acos(rng.uniform(-1.0, 0.2))),
+        azimuth_deg=float(rng.uniform(0, 360)),
+        energy_gev=float(10 ** rng.uniform(5.0, 6.0)),
+        vertex=tuple(float(v) for v in rng.uniform(-250, 250, 3)),  # type: ignore[arg-type]
+    )
+    event, _ = simulate_track(spec, ic86(), rng, event_time=TIME)
+    return event
+
+
+def _benchmark_event() -> Event:
+    event, _ = simulate_track(
+        benchmark_spec(), ic86(), np.random.default_rng(BENCHMARK_SEED), event_time=BENCHMARK_TIME
+    )
+    return event
+
+
+def _hypotheses(
+    event: Event, settings: RecoSettings, seed: int
+) -> tuple[TrackLikelihood, ReferenceTrackLikelihood, np.ndarray]:
+    """24 random directions, each with a vertex hypothesis scattered around its starting track."""
+    rng = np.random.default_rng(seed)
+    prep = PandelTrackFit(event, ic86(), settings).prep
+    frames = [TrackFrame.from_angles(math.acos(rng.uniform(-1, 1)), rng.uniform(0, 2 * math.pi)) for _ in range(24)]
+    ab = np.array([[float(prep.start_point @ f.e1), float(prep.start_point @ f.e2)] for f in frames])
+    fast = TrackLikelihood(prep, frames, ab)
+    slow = ReferenceTrackLikelihood(prep, frames, ab)
+    x = np.column_stack([ab + rng.normal(0.0, 25.0, ab.shape), fast.start_times(ab) + rng.normal(0.0, 40.0, 24)])
+    return fast, slow, x
+
+
+@pytest.mark.parametrize("n", [*range(0, 260), 1002, 4099, 50_000])
+def test_pairwise_sum_is_numpys_sum(n: int) -> None:
+    values = np.random.default_rng(n).normal(size=n) * 10.0 ** np.random.default_rng(n + 1).uniform(-4, 4, n)
+    assert kernel._pairwise_sum(values, n) == np.sum(values)
+
+
+@pytest.mark.parametrize(
+    ("seed", "settings"),
+    [
+        (11, RecoSettings()),
+        (12, RecoSettings()),
+        (13, RecoSettings(use_mpe=False)),
+        (14, RecoSettings(use_hit_no_hit=False)),
+        (15, RecoSettings(jitter_ns=5.0, noise_rate_hz=1500.0)),
+    ],
+)
+def test_kernel_value_and_gradient_equal_the_reference(seed: int, settings: RecoSettings) -> None:
+    fast, slow, x = _hypotheses(_event(seed), settings, seed)
+    f_fast, g_fast = fast.nll_grad(x)
+    f_slow, g_slow = slow.nll_grad(x)
+    assert np.all(np.isfinite(f_slow))
+    np.testing.assert_allclose(f_fast, f_slow, rtol=REL, atol=0.0)
+    scale = np.maximum(np.abs(g_slow), 1e-3 * np.abs(g_slow).max(axis=0))  # tiny components: relative to the largest
+    assert np.all(np.abs(g_fast - g_slow) <= REL * scale)
+    # a subset of the batch's pixels, in another order (how the minimiser calls it)
+    rows = np.array([17, 3, 9])
+    f_rows, g_rows = fast.nll_grad(x[rows], rows)
+    np.testing.assert_allclose(f_rows, f_slow[rows], rtol=REL, atol=0.0)
+    np.testing.assert_allclose(g_rows, g_fast[rows], rtol=REL, atol=0.0)
+
+
+def test_non_finite_hypotheses_behave_as_in_the_reference() -> None:
+    fast, slow, x = _hypotheses(_event(16), RecoSettings(), 16)
+    x[5, 0] = np.nan
+    x[8, 2] = np.inf  # every residual -inf: the hits fall back on the noise floor
+    x[9, 2] = -np.inf
+    f_fast, g_fast = fast.nll_grad(x)
+    with np.errstate(all="ignore"):  # numpy warns about the NaN; the kernel just propagates it
+        f_slow, g_slow = slow.nll_grad(x)
+    assert np.isnan(f_slow[5]) and np.isnan(f_fast[5]) and np.isnan(g_fast[5]).all()
+    good = np.arange(x.shape[0]) != 5
+    np.testing.assert_allclose(f_fast[good], f_slow[good], rtol=REL, atol=0.0)
+    np.testing.assert_array_equal(np.isfinite(g_fast), np.isfinite(g_slow))
+
+
+def _compare_fits(event: Event, nside: int, pixels: np.ndarray) -> tuple[int, int]:
+    """Fit the pixels with both likelihoods; assert they agree; return both best-fit pixels."""
+    zen, azi = coords.pixel_directions(nside, pixels, event.time)
+    fast = PandelTrackFit(event, ic86(), RecoSettings(compiled_kernel=True)).fit_directions(zen, azi)
+    slow = PandelTrackFit(event, ic86(), reference=True).fit_directions(zen, azi)
+    np.testing.assert_array_equal(fast.status, slow.status)
+    np.testing.assert_array_equal(np.isnan(fast.llh), np.isnan(slow.llh))
+    ok = np.isfinite(slow.llh)
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(fast.llh[ok], slow.llh[ok], rtol=REL, atol=0.0)
+    for axis in ("x", "y", "z"):
+        np.testing.assert_allclose(getattr(fast, axis)[ok], getattr(slow, axis)[ok], rtol=0.0, atol=VERTEX_M)
+    np.testing.assert_allclose(fast.t[ok], slow.t[ok], rtol=0.0, atol=TIME_NS)
+    return int(pixels[np.nanargmin(fast.llh)]), int(pixels[np.nanargmin(slow.llh)])
+
+
+def test_benchmark_event_full_sky_at_nside_8_same_fits_and_best_pixel() -> None:
+    best_fast, best_slow = _compare_fits(_benchmark_event(), 8, np.arange(768))
+    assert best_fast == best_slow
+
+
+def test_fits_of_another_event_near_its_track_agree() -> None:
+    event = _event(17)
+    best_fast, best_slow = _compare_fits(event, 16, np.arange(0, 3072, 37))
+    assert best_fast == best_slow
+
+
+def test_jit_falls_back_to_uncached_compilation_without_a_cache_location(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numba
+
+    real = numba.njit
+
+    def no_cache_location(*args: object, **kwargs: object) -> object:
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", no_cache_location)
+    monkeypatch.setattr(kernel, "_cache_mode", "")
+
+    def triple(v: float) -> float:
+        return 3.0 * v
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn = kernel._jit(triple)
+    assert fn(2.0) == 6.0
+    assert kernel._cache_mode == "uncached"
+    assert any("NUMBA_CACHE_DIR" in str(w.message) for w in caught)
+
+
+WARM = "import sys; from skyscan.reco import kernel; how, s = kernel.warm(); print(how, s)"
+
+
+def test_second_process_loads_the_kernel_from_the_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    first = subprocess.run([sys.executable, "-c", WARM], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", WARM], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.split()[0] == "compiled", first.stdout + first.stderr
+    assert second.stdout.split()[0] == "cache", second.stdout + second.stderr
+    assert any((tmp_path / "numba").rglob("*.nbi"))
