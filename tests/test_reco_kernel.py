@@ -12,11 +12,11 @@ import os
 import subprocess
 import sys
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
+from simevents import random_track
 
 from skyscan.reco import coords, kernel
 from skyscan.reco.event import Event
@@ -25,24 +25,15 @@ from skyscan.reco.geometry import ic86
 from skyscan.reco.llh import TrackFrame, TrackLikelihood
 from skyscan.reco.llh_reference import ReferenceTrackLikelihood
 from skyscan.reco.settings import RecoSettings
-from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, TrackSpec, benchmark_spec, simulate_track
+from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, benchmark_spec, simulate_track
 
-TIME = datetime(2026, 5, 1, 6, 30, tzinfo=timezone.utc)
 REL = 1e-6
 #: Fitted vertices agree far inside what the minimiser resolves (its steps are 3 m and 10 ns).
 VERTEX_M, TIME_NS = 0.1, 0.3
 
 
 def _event(seed: int) -> Event:
-    rng = np.random.default_rng(seed)
-    spec = TrackSpec(
-        zenith_deg=math.degrees(math.acos(rng.uniform(-1.0, 0.2))),
-        azimuth_deg=float(rng.uniform(0, 360)),
-        energy_gev=float(10 ** rng.uniform(5.0, 6.0)),
-        vertex=tuple(float(v) for v in rng.uniform(-250, 250, 3)),  # type: ignore[arg-type]
-    )
-    event, _ = simulate_track(spec, ic86(), rng, event_time=TIME)
-    return event
+    return random_track(seed)[0]
 
 
 def _benchmark_event() -> Event:

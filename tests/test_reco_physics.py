@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import datetime, timezone
 
 import healpy as hp
 import numpy as np
 import pytest
+from simevents import TIME, random_track
 
 from skyscan.reco import coords
 from skyscan.reco.event import Event
@@ -20,19 +20,9 @@ from skyscan.reco.minimize import minimize_bfgs_batch
 from skyscan.reco.settings import RecoSettings
 from skyscan.reco.simulate import TrackSpec, benchmark_spec, simulate_track
 
-TIME = datetime(2026, 5, 1, 6, 30, tzinfo=timezone.utc)
-
 
 def _event(seed: int) -> tuple[Event, TrackSpec]:
-    rng = np.random.default_rng(seed)
-    spec = TrackSpec(
-        zenith_deg=math.degrees(math.acos(rng.uniform(-1.0, 0.2))),
-        azimuth_deg=float(rng.uniform(0, 360)),
-        energy_gev=float(10 ** rng.uniform(5.0, 6.0)),
-        vertex=tuple(float(v) for v in rng.uniform(-250, 250, 3)),  # type: ignore[arg-type]
-    )
-    event, _ = simulate_track(spec, ic86(), rng, event_time=TIME)
-    return event, spec
+    return random_track(seed)
 
 
 @pytest.fixture(scope="module")
