@@ -370,7 +370,7 @@ class Summary:
         optional["import"] = None if self.imported is None else self.imported.to_json()
         optional["map_probability"] = None if self.map_probability is None else self.map_probability.to_json()
         doc.update({k: v for k, v in optional.items() if v is not None or k == "truth_offset_deg"})
-        return {k: _finite(v) for k, v in doc.items()}
+        return {k: json_safe(v) for k, v in doc.items()}
 
     @classmethod
     def from_json(cls, doc: Any, where: str = SUMMARY_FILE) -> Summary:
@@ -404,14 +404,14 @@ class Summary:
         )
 
 
-def _finite(value: Any) -> Any:
-    """A copy with non-finite floats replaced by None."""
+def json_safe(value: Any) -> Any:
+    """A copy with non-finite floats replaced by None (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

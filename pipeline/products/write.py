@@ -36,6 +36,7 @@ from skyscan.products.summary import (
     SkyPosition,
     SoftwareRecord,
     Summary,
+    json_safe,
 )
 
 
@@ -145,21 +146,6 @@ def _map_probability_record(meta: SkymapMeta) -> MapProbabilityRecord | None:
     )
 
 
-def json_ready(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy with non-finite floats replaced by None (JSON has no NaN)."""
-
-    def fix(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, Mapping):
-            return {str(k): fix(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [fix(x) for x in v]
-        return v
-
-    return {str(k): fix(v) for k, v in doc.items()}
-
-
 SKYREADER_KEY = "skyreader_json"
 """Name in summary.json's `products` of the skyreader export (its file name depends on the event)."""
 
@@ -241,7 +227,7 @@ def write_products(
         if choices.zoom_plot:
             plot.plot_zoom(target("plot_zoom"), m, meta)
     write_text(target("circular"), circular)
-    write_json(target("notice"), json_ready(gcn.notice(meta)))
+    write_json(target("notice"), json_safe(gcn.notice(meta)))
     reader_path = outdir / skyreader.file_name(meta.run_id, meta.event_id, meta.type_of_event)
     write_json(reader_path, skyreader.document(records, meta), indent=None)
     products[SKYREADER_KEY] = reader_path
