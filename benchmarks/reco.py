@@ -59,12 +59,12 @@ def _scan(job: tuple[int, np.ndarray]) -> tuple[np.ndarray, float, str, float]:
 
 
 def main() -> None:
+    global KERNEL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pixels", type=int, default=768, help="nside-64 pixels near the truth (default 768)")
     parser.add_argument("--kernel", choices=("compiled", "numpy"), default=KERNEL,
                         help="likelihood evaluation: the compiled kernel (reco.compiled_kernel: true) or numpy")
     args = parser.parse_args()
-    global KERNEL
     KERNEL = args.kernel  # forked worker processes inherit it
     jobs = _pixels(args.pixels)
     total = sum(len(p) for _, p in jobs)

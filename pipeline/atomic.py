@@ -1,7 +1,9 @@
 """Atomic file output: write under a temporary name in the same folder, then rename.
 
 A reader (or a resumed scan) therefore sees either the previous file or the complete new
-one, never a half-written product.
+one, never a half-written product. The temporary name is ``.<name>.<random>.part``; a process killed before the
+rename (SIGKILL) leaves it behind, and the next run of the node that writes ``<name>`` removes it
+(:func:`remove_stale_parts`), so no hidden file stays for ever.
 """
 
 from __future__ import annotations
@@ -32,6 +34,51 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+PART_SUFFIX = ".part"
+
+
+def part_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files :func:`atomic_path` makes (or a killed writer left) for ``path``."""
+    final = Path(path)
+    prefix = f".{final.name}."
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:  # no folder yet: nothing left behind
+        return []
+    return sorted(p for p in entries if p.name.startswith(prefix) and p.name.endswith(PART_SUFFIX)
+                  and len(p.name) > len(prefix) + len(PART_SUFFIX))
+
+
+def remove_stale_parts(*paths: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files an interrupted writer of each of ``paths`` left; the ones removed.
+
+    Call it where the one writer of those files starts (a node's next run): a temporary file of another live
+    writer of the same path would be removed too, so never for files that two processes write at once.
+    """
+    removed: list[Path] = []
+    for path in paths:
+        for part in part_files(path):
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+                removed.append(part)
+    return removed
+
+
+def remove_stale_parts_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every temporary file of :func:`atomic_path` directly in ``folder`` (one only its node writes into)."""
+    removed: list[Path] = []
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        if p.name.startswith(".") and p.name.endswith(PART_SUFFIX) and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def _read_umask() -> int:

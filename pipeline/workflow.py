@@ -13,7 +13,7 @@ from typing import Literal, TypeAlias
 from skyscan.errors import InputError
 
 NodeKind = Literal["job", "subdag", "final"]
-NodeOption: TypeAlias = "dict[str, str] | int | str | Script | None"
+NodeOption: TypeAlias = "dict[str, str] | int | str | Script | tuple[Output, ...] | None"
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,27 @@ class Script:
     arguments: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Output:
+    """A file a node declares it produces, relative to the workflow's folder, and how to check it.
+
+    ``check`` names the check a resuming executor applies to a node marked done (``skyscan.local.verify``):
+    ``"file"`` (exists, not empty), ``"subdag"`` (``path`` is the node's sub-workflow file: every output its
+    nodes declare), or ``"module:function"`` of a ``skyscan`` function that takes the path and returns None or
+    the reason the file is not a whole, verified output. Outputs are declared, never guessed from names.
+    """
+
+    path: str
+    check: str = "file"
+
+
 @dataclass
 class Node:
     """One node: a job (``submit`` file), an external sub-workflow (``dag_file``) or the final node.
 
     ``dir`` is the folder the node runs from, relative to the workflow's file (DAGMan's ``DIR``): its
     ``submit`` or ``dag_file`` and every relative path in them are relative to it. None: the workflow's folder.
+    ``outputs`` are the files the node produces (:class:`Output`); they are not part of the DAG file.
     """
 
     name: str
@@ -44,6 +59,7 @@ class Node:
     post: Script | None = None
     pre_skip: int | None = None
     category: str | None = None
+    outputs: tuple[Output, ...] = ()
 
 
 @dataclass
@@ -132,6 +148,10 @@ class Workflow:
         """Every node, the final node last."""
         return [*self.nodes.values(), *([self.final] if self.final is not None else [])]
 
+    def declared_outputs(self) -> dict[str, tuple[Output, ...]]:
+        """{node name: its declared outputs} for every node that declares any, the final node last."""
+        return {node.name: node.outputs for node in self.all_nodes() if node.outputs}
+
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "dir": (str,),
@@ -142,6 +162,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "post": (Script,),
     "pre_skip": (int,),
     "category": (str,),
+    "outputs": (tuple,),
 }
 
 
@@ -154,5 +175,7 @@ def _node(
             raise TypeError(f"unknown node option {key!r}")
         if value is not None and not isinstance(value, _OPTION_TYPES[key]):
             raise TypeError(f"node option {key!r}: unexpected {type(value).__name__}")
+        if key == "outputs" and not all(isinstance(o, Output) for o in value):  # type: ignore[union-attr]
+            raise TypeError("node option 'outputs': a tuple of Output")
         setattr(node, key, dict(value) if isinstance(value, dict) else value)
     return node

@@ -6,6 +6,7 @@ handed an :class:`Event`, which has no field that could hold the truth.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -71,6 +72,9 @@ class Truth:
     z: float
     t: float
     energy_gev: float
+    systematics: dict[str, Any] | None = field(default=None, hash=False)
+    """The detector variations drawn for this event (skyscan.reco.systematics.DrawnSystematics.to_dict);
+    None for an event simulated with the nominal model."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,41 @@ def _parse_truth(raw: Any) -> Truth:
         if key not in raw:
             raise InputError(f"truth: missing field {key!r}")
         values[key] = float(_number(raw[key], f"truth.{key}"))
-    return Truth(**values)
+    systematics = raw.get("systematics")
+    if systematics is not None:
+        _check_systematics(systematics, "truth.systematics", 0)
+    return Truth(**values, systematics=systematics)
+
+
+_MAX_SYSTEMATICS_DEPTH = 3
+_MAX_SYSTEMATICS_ITEMS = 64
+
+
+def _check_systematics(value: Any, where: str, depth: int) -> None:
+    """A small JSON object of numbers, short strings, booleans and nulls (nested at most 3 deep).
+
+    Only reports read it; it is checked so that what a later reader meets is bounded and finite.
+    """
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected an object")
+    if depth >= _MAX_SYSTEMATICS_DEPTH or len(value) > _MAX_SYSTEMATICS_ITEMS:
+        raise InputError(f"{where}: too large or nested too deeply")
+    for key, item in value.items():
+        if not isinstance(key, str) or not STREAM_PATTERN.fullmatch(key):
+            raise InputError(f"{where}: bad key {untrusted.shown(key)}")
+        inner = f"{where}.{key}"
+        if isinstance(item, dict):
+            _check_systematics(item, inner, depth + 1)
+        elif isinstance(item, list):
+            if len(item) > _MAX_SYSTEMATICS_ITEMS:
+                raise InputError(f"{inner}: too many items")
+            for i, v in enumerate(item):
+                _number(v, f"{inner}[{i}]")
+        elif isinstance(item, str):
+            if len(item) > 64:
+                raise InputError(f"{inner}: string longer than 64 characters")
+        elif item is not None and not isinstance(item, bool):
+            _number(item, inner)
 
 
 def event_from_dict(doc: Any, known_doms: set[tuple[int, int]] | None = None) -> EventFile:
@@ -309,4 +347,6 @@ def event_to_dict(event: Event, truth: Truth | None = None) -> dict[str, Any]:
     }
     if truth is not None:
         doc["truth"] = {key: getattr(truth, key) for key in _TRUTH_KEYS}
+        if truth.systematics is not None:
+            doc["truth"]["systematics"] = copy.deepcopy(truth.systematics)  # the document never aliases the truth
     return doc

@@ -15,7 +15,11 @@ Compilation (numba, a few seconds) happens once: the machine code is cached on d
 ``__pycache__`` next to this file, or in ``NUMBA_CACHE_DIR`` when that is set, or in the user's
 cache directory when the installation is read-only; when no location is writable the kernel is
 compiled in memory for the process (slow start, same results). ``python -m skyscan.reco.kernel``
-compiles and caches it ahead of time (at installation or when a grid image is built). This module
+compiles and caches it ahead of time (at installation or when a grid image is built); the local
+executor's warm node process (the fork server) loads it once per run, and on a machine whose cache is
+still cold that first load is what compiles and caches it (first use). The kernel is the scan's default
+(``reco.compiled_kernel``, default true in the scan configuration; the numpy reference stays the
+oracle of the tests and the path of ``compiled_kernel: false``). This module
 (and numba) is imported only when the first likelihood is evaluated, so importing skyscan stays fast.
 """
 

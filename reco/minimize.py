@@ -41,6 +41,8 @@ def minimize_bfgs_batch(
     max_iterations: int = 200,
     ftol: float = 2e-3,
     gtol: float = 1e-2,
+    start: tuple[FloatArray, FloatArray] | None = None,
+    inverse_hessian: FloatArray | None = None,
 ) -> BatchResult:
     """Minimise P independent functions of n variables from starting points x0 (P, n).
 
@@ -48,15 +50,28 @@ def minimize_bfgs_batch(
     A problem stops when an accepted step lowers f by less than ``ftol`` (absolute) while its
     gradient norm is below ``gtol`` times the number of variables, or when no step along the
     search direction lowers f (then the point is reported as converged only if the gradient is small).
+
+    ``start`` is (f (P,), gradient (P, n)) at x0 when the caller has already evaluated them (a warm start
+    that chose x0 among several candidates); the minimiser then does not evaluate x0 again, and that
+    evaluation is still counted once in ``evaluations``. The iterations are the same either way.
+    ``inverse_hessian`` (P, n, n) replaces the scaled identity as each problem's first inverse-Hessian
+    estimate (a warm start that knows the curvature); a problem restarts from the scaled identity as usual.
     """
     n_pix, n_var = x0.shape
     x = x0.astype(np.float64).copy()
     rows_all = np.arange(n_pix)
-    f, g = fg(x, rows_all)
+    if start is None:
+        f, g = fg(x, rows_all)
+    else:
+        f = np.asarray(start[0], dtype=np.float64).copy()
+        g = np.asarray(start[1], dtype=np.float64).copy()
     evals = np.ones(n_pix, dtype=np.int32)
     iters = np.zeros(n_pix, dtype=np.int32)
     h0 = np.diag(np.asarray(scale, dtype=np.float64) ** 2)
-    hinv = np.repeat(h0[None, :, :], n_pix, axis=0)
+    if inverse_hessian is None:
+        hinv = np.repeat(h0[None, :, :], n_pix, axis=0)
+    else:
+        hinv = np.asarray(inverse_hessian, dtype=np.float64).copy()
     active = np.isfinite(f) & np.all(np.isfinite(g), axis=1)
     converged = np.zeros(n_pix, dtype=bool)
     gnorm_scale = np.asarray(scale, dtype=np.float64)

@@ -18,9 +18,9 @@ class RecoSettings:
     use_hit_no_hit: bool = True
     use_mpe: bool = True
     max_iterations: int = 200
-    # -ln L by the compiled kernel (skyscan.reco.kernel, numba) instead of numpy: the same numbers; faster per
-    # pixel, but each process pays ~2 s to import numba and load the cached kernel, so it is off by default
-    # until scan nodes run in warm processes (docs/likelihood.md)
+    # -ln L by the compiled kernel (skyscan.reco.kernel, numba) instead of numpy: the same numbers, faster per
+    # pixel. False here keeps library callers on the numpy reference; a scan configuration defaults to True
+    # (skyscan.settings.scan: scan nodes run in warm processes, docs/likelihood.md)
     compiled_kernel: bool = False
 
     @classmethod

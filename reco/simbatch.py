@@ -10,7 +10,9 @@ Distributions (documented in docs/campaigns.md):
 - direction isotropic (cos zenith uniform in [-1, 1]) or up-going only (cos zenith uniform in [-1, 0), i.e.
   zenith > 90 deg in the detector frame), azimuth uniform;
 - vertex uniform inside a cylinder shrunk by ``vertex_fraction`` from the one the DOMs occupy;
-- event time uniform within ``time_span_days`` after ``start_time`` (which spreads the events in right ascension).
+- event time uniform within ``time_span_days`` after ``start_time`` (which spreads the events in right ascension);
+- with ``systematics``, each event's detector variations are drawn from its own stream after its track parameters,
+  so the tracks of a seed are the same with and without systematics (docs/simulation.md, "Systematics").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from skyscan.reco.errors import InputError
 from skyscan.reco.event import Event, Truth
 from skyscan.reco.geometry import Geometry
 from skyscan.reco.simulate import TrackSpec, simulate_track
+from skyscan.reco.systematics import Systematics
 
 DIRECTIONS = ("isotropic", "upgoing")
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -49,6 +52,7 @@ class BatchSpec:
     starting: bool = False
     stream: str | None = "gold"
     vertex_fraction: float = 0.8
+    systematics: Systematics | None = None  # None: the nominal model (the likelihood's own)
 
     def validate(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
@@ -72,6 +76,10 @@ class BatchSpec:
             raise InputError(f"vertex fraction: must lie in (0, 1], got {self.vertex_fraction!r}")
         if self.seed < 0:
             raise InputError(f"seed: must be >= 0, got {self.seed}")
+        if self.systematics is not None:
+            if not isinstance(self.systematics, Systematics):
+                raise InputError(f"systematics: expected a Systematics, got {type(self.systematics).__name__}")
+            self.systematics.validate()
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,7 @@ def iter_batch(batch: BatchSpec, geometry: Geometry) -> Iterator[BatchEvent]:
             event_id=batch.first_event_id + index,
             event_time=batch.start_time + offset,
             stream=batch.stream,
+            systematics=batch.systematics,
         )
         yield BatchEvent(index=index, spec=spec, event=event, truth=truth)
 

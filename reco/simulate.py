@@ -4,6 +4,10 @@ Approximate by design (see docs/simulation.md): constant light yield along the t
 stochastic losses, no cascade at the vertex of a starting track, photons spread by the Pandel
 delay distribution, Gaussian PMT jitter, Poisson photoelectron counts, per-DOM efficiencies and
 uniform dark noise over a 20 µs readout.
+
+With a :class:`~skyscan.reco.systematics.Systematics` the simulated detector departs from the likelihood's model
+(ice lengths, efficiencies, noise rate, jitter, delay shape; docs/simulation.md, "Systematics"); without one (or
+with ``NO_SYSTEMATICS``) the events are exactly those of the nominal model, bit for bit for a seed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy.typing as npt
 from skyscan.reco import photonics as ph
 from skyscan.reco.event import Event, Pulses, Truth
 from skyscan.reco.geometry import Geometry
+from skyscan.reco.systematics import DrawnSystematics, Systematics, attenuated_charge, sample_delays
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,7 +54,15 @@ def simulate_track(
     event_id: int = 0,
     event_time: datetime | None = None,
     stream: str | None = None,
+    systematics: Systematics | None = None,
 ) -> tuple[Event, Truth]:
+    """One event and its truth from the random stream ``rng``.
+
+    ``systematics``: the spreads of the detector variations; their values for this event are drawn first from
+    ``rng`` and recorded in ``truth.systematics``. ``None`` or ``NO_SYSTEMATICS``: the nominal model, and ``rng``
+    is used exactly as it always was (the same seed gives the same event as before systematics existed).
+    """
+    drawn = None if systematics is None or systematics.is_null else systematics.draw(rng, len(geometry))
     zen, azi = math.radians(spec.zenith_deg), math.radians(spec.azimuth_deg)
     d = -np.array([math.sin(zen) * math.cos(azi), math.sin(zen) * math.sin(azi), math.cos(zen)])
     vtx = np.asarray(spec.vertex, dtype=np.float64)
@@ -60,11 +73,19 @@ def simulate_track(
     dist_safe = np.maximum(dist, 1e-3)
     emit_along = along - dist / ph.TAN_CHERENKOV
     direct_time = spec.time_ns + (along + dist * ph.TAN_CHERENKOV) / ph.C_VACUUM
-    mu = geometry.efficiency * ph.light_yield(spec.energy_gev) * ph.charge_per_yield(dist)
+    cos_eta = ph.COS_CHERENKOV * d[2] + ph.SIN_CHERENKOV * perp_vec[:, 2] / dist_safe
+    if drawn is None:
+        mu = geometry.efficiency * ph.light_yield(spec.energy_gev) * ph.charge_per_yield(dist)
+        xi = ph.effective_distance(dist, cos_eta) / ph.LAMBDA_M
+        jitter_ns, noise_rate_hz = spec.jitter_ns, spec.noise_rate_hz
+    else:
+        efficiency = geometry.efficiency * drawn.efficiency_scale * drawn.dom_efficiency
+        mu = efficiency * ph.light_yield(spec.energy_gev) * attenuated_charge(dist, drawn.attenuation_scale)
+        d_eff = ph.effective_distance(dist, cos_eta)
+        jitter_ns = spec.jitter_ns if drawn.jitter_ns is None else drawn.jitter_ns
+        noise_rate_hz = spec.noise_rate_hz * drawn.noise_rate_scale
     if spec.starting:
         mu = np.where(emit_along >= 0.0, mu, 0.0)
-    cos_eta = ph.COS_CHERENKOV * d[2] + ph.SIN_CHERENKOV * perp_vec[:, 2] / dist_safe
-    xi = ph.effective_distance(dist, cos_eta) / ph.LAMBDA_M
     npe = rng.poisson(mu)
 
     strings: list[npt.NDArray[np.int64]] = []
@@ -74,14 +95,17 @@ def simulate_track(
     hit_rows = np.flatnonzero(npe > 0)
     for row in hit_rows.tolist():
         n = int(npe[row])
-        delays = rng.gamma(shape=xi[row], scale=1.0 / ph.RHO_PER_NS, size=n)
-        t = direct_time[row] + delays + rng.normal(0.0, spec.jitter_ns, size=n)
+        if drawn is None:
+            delays = rng.gamma(shape=xi[row], scale=1.0 / ph.RHO_PER_NS, size=n)
+        else:
+            delays = _drawn_delays(rng, drawn, float(d_eff[row]), n)
+        t = direct_time[row] + delays + rng.normal(0.0, jitter_ns, size=n)
         q = np.clip(rng.normal(1.0, CHARGE_RESOLUTION, size=n), 0.1, None)
         _append_pulses(row, t, q, geometry, strings, oms, times, charges)
     signal_times = direct_time[hit_rows] if hit_rows.size else np.array([spec.time_ns])
     t_start = float(np.min(signal_times)) - 0.25 * ph.READOUT_WINDOW_NS
     window = ph.READOUT_WINDOW_NS
-    n_noise = rng.poisson(spec.noise_rate_hz * 1e-9 * window, size=len(geometry))
+    n_noise = rng.poisson(noise_rate_hz * 1e-9 * window, size=len(geometry))
     for row in np.flatnonzero(n_noise > 0).tolist():
         n = int(n_noise[row])
         t = t_start + rng.uniform(0.0, window, size=n)
@@ -116,8 +140,21 @@ def simulate_track(
         z=float(closest[2]),
         t=spec.time_ns + shift / ph.C_VACUUM,
         energy_gev=float(spec.energy_gev),
+        systematics=None if drawn is None else drawn.to_dict(),
     )
     return event, truth
+
+
+def _drawn_delays(rng: np.random.Generator, drawn: DrawnSystematics, d_eff_m: float, n: int) -> FloatArray:
+    """Photon delays (ns) of one DOM under the drawn systematics (see skyscan.reco.systematics.sample_delays)."""
+    return sample_delays(
+        rng,
+        drawn.delay_model,
+        d_eff_m,
+        n,
+        absorption_scale=drawn.absorption_scale,
+        scattering_scale=drawn.scattering_scale,
+    )
 
 
 def _append_pulses(

@@ -36,6 +36,7 @@ scan:
   stages:
     - {nside: 1, pixels_per_job: 12}
     - {nside: 2, refine: 2, pixels_per_job: 8}
+  resolve: {min_pixels: 0}
 dag: {retries: 0}
 merge: {plots: false}
 reco: {max_iterations: 30}
@@ -403,3 +404,40 @@ def test_configuration_with_more_stages_is_accepted(inputs: Path, tmp_path: Path
     dag = (camp / "events" / "run5-evt10" / "skyscan.dag").read_text(encoding="utf-8")
     assert "SUBDAG EXTERNAL stage1 stage1.dag" in dag and "SUBDAG EXTERNAL stage2 stage2.dag" in dag
 
+
+
+def test_an_invalid_file_with_the_ids_of_an_accepted_event_is_rejected_for_what_is_wrong(
+    inputs: Path, tmp_path: Path, fast_config: Path
+) -> None:
+    """The cheap ids of the plain JSON decoder never make a broken file a "duplicate": it is checked in full."""
+    events = _events(inputs)
+    text = events[0].read_text(encoding="utf-8")
+    twice = tmp_path / "twice.json"  # a duplicate key: the plain decoder keeps the last, the checked one refuses
+    twice.write_text(text.replace('"run_id"', '"stream": "a", "stream": "b", "run_id"', 1), encoding="utf-8")
+    lone = tmp_path / "lone.json"  # a lone surrogate in a string
+    lone.write_text(text.replace('"run_id"', '"comment": "\\ud800", "run_id"', 1), encoding="utf-8")
+    m = _create([str(events[0]), str(twice), str(lone)], tmp_path / "camp", fast_config)
+    assert [e.name for e in m.events] == ["run5-evt10"]
+    reasons = {Path(r.input).name: r.reason for r in m.rejected}
+    assert "duplicate key" in reasons["twice.json"] and not reasons["twice.json"].startswith("duplicate of")
+    assert "surrogate" in reasons["lone.json"]
+    assert cp.inputs.unchecked_identity(twice.read_bytes()) is not None
+    assert cp.inputs.quick_identity(twice.read_bytes()) is None
+
+
+def test_dag_text_of_an_equal_workflow_comes_from_the_cache_and_is_the_same() -> None:
+    from skyscan.condor import dagwriter
+    from skyscan.graph.build import top_workflow
+
+    config = load_config()
+    dagwriter._texts.clear()
+    first = dagwriter.dag_text(top_workflow(config), "# one\n")
+    assert len(dagwriter._texts) == 1
+    again = dagwriter.dag_text(top_workflow(config), "# two\n")
+    assert len(dagwriter._texts) == 1  # the same workflow: rendered once
+    assert again == "# two\n" + first[len("# one\n"):]
+    dagwriter._texts.clear()
+    assert dagwriter.dag_text(top_workflow(config), "# two\n") == again  # rendered afresh: the same text
+    other = top_workflow(config)
+    other.maxjobs["scan"] = 7
+    assert "MAXJOBS scan 7" in dagwriter.dag_text(other) and len(dagwriter._texts) == 2

@@ -67,7 +67,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (inputs / f"ev{item.event.event_id}.json").write_text(json.dumps(event_to_dict(item.event, item.truth)))
     (inputs / "broken.json").write_text("{not json", encoding="utf-8")
     config = base / "c.yaml"
-    config.write_text("scan: {rule: fixed, stages: [{nside: 8}, {nside: 64, refine: 12}]}\n", encoding="utf-8")
+    config.write_text("scan: {rule: fixed, stages: [{nside: 8}, {nside: 64, refine: 12}], resolve: {min_pixels: 0}}\n", encoding="utf-8")
     camp = base / "camp"
     m = cp.create_campaign([str(inputs)], camp, load_config(config), load_site("local"), python="python3")
     assert len(m.events) == 4 and len(m.rejected) == 1
@@ -252,3 +252,42 @@ def test_reference_file_aliases_and_comments(tmp_path: Path) -> None:
     path.write_text("Run_ID,Event_ID,RA_deg,Dec_deg,err\n# published\n1,2,-10,5,0.7\n\n", encoding="utf-8")
     refs = cr.read_references(path)
     assert refs == {(1, 2): cr.Reference(350.0, 5.0, 0.7, 0.7)}
+
+
+def _table(path: Path, levels: dict[str, float]) -> Path:
+    """A one-bin calibration table (schema skyscan-calibration-table/1) with these levels everywhere."""
+    curve = [{"nominal": p, "level_2dllh": levels["90"] if p >= 0.9 else levels["50"]} for p in cr.NOMINAL]
+    doc = {"schema": "skyscan-calibration-table/1", "observable": "total_charge", "n": 50,
+           "bins": [{"lo": 0.0, "hi": 1e9, "n": 50, "levels": levels, "curve": curve}]}  # fmt: skip
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_report_with_a_calibration_table_adds_the_calibrated_coverage(synthetic: dict[str, Any], tmp_path: Path) -> None:
+    """Only run8-evt4 has a simulation truth: its T decides the calibrated coverage (1 event), before and after."""
+    t = _row(synthetic["result"], "run8-evt4")["ref_dllh2"]
+    assert t is not None and t > 0
+    wide = _table(tmp_path / "wide.json", {"50": t * 1.5, "90": t * 3.0})
+    narrow = _table(tmp_path / "narrow.json", {"50": t / 4.0, "90": t / 2.0})
+    for table, inside in ((wide, 1), (narrow, 0)):
+        out = tmp_path / table.stem
+        result = cr.write_report(synthetic["camp"], out, calibration=table)
+        cal = result.stats.calibrated
+        assert cal is not None and cal.observable == "total_charge"
+        assert (cal.coverage["90"].n, cal.coverage["90"].k) == (1, inside)
+        assert (cal.coverage["50"].n, cal.coverage["50"].k) == (1, inside)
+        assert [p for p, _ in cal.curve] == list(cr.NOMINAL) and all(f.k == inside for _, f in cal.curve)
+        doc = json.loads((out / "report.json").read_text())
+        assert doc["references"]["calibrated"]["coverage"]["90"]["k"] == inside
+        assert (out / "figures" / "coverage.png").is_file()
+        assert "calibrated 90% levels" in (out / "report.html").read_text()
+    plain = cr.write_report(synthetic["camp"], tmp_path / "plain")
+    assert plain.stats.calibrated is None and "calibrated" not in json.loads(
+        (tmp_path / "plain" / "report.json").read_text())["references"]  # fmt: skip
+
+
+def test_report_with_a_bad_calibration_table_is_an_input_error(synthetic: dict[str, Any], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "skyscan-calibration-table/1", "observable": "total_charge", "bins": []}')
+    with pytest.raises(InputError, match="bins"):
+        cr.write_report(synthetic["camp"], tmp_path / "out", calibration=bad)

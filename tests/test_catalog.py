@@ -25,6 +25,7 @@ from skyscan.ops.catalog import (
     record_revision,
     resolve_alert,
 )
+from skyscan.ops.catalog import scans as catalog_scans
 from skyscan.version import __version__
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=timezone.utc)
@@ -88,6 +89,36 @@ def test_migration_applies_pending_steps_and_keeps_data(tmp_path: Path) -> None:
     c = connect(path, migrations=extra)
     assert c.execute("PRAGMA user_version").fetchone()[0] == len(extra)
     assert [tuple(r) for r in c.execute("SELECT run_id, event_id, note FROM alerts")] == [(1, 2, "migrated")]
+    c.close()
+
+
+def test_a_version_1_catalog_gains_the_service_columns_with_its_scans_intact(tmp_path: Path) -> None:
+    """Migration 1 -> 2 (the scan service): existing scans keep their state and get priority 0, no tokens."""
+    path = tmp_path / "db.sqlite"
+    c = connect(path, migrations=catalog.MIGRATIONS[:1])
+    res = add(c, 1, 2, "first")
+    c.close()
+    c = connect(path)
+    assert c.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION >= 2
+    row = c.execute("SELECT state, priority, classifiers, replaced_by, remote_scan_id FROM scans WHERE id = ?",
+                    (res.scan_id,)).fetchone()
+    assert tuple(row) == ("received", 0, None, None, None)
+    assert c.execute("SELECT COUNT(*) FROM tokens").fetchone()[0] == 0
+    c.close()
+
+
+def test_queued_scans_start_by_priority_then_first_come(tmp_path: Path) -> None:
+    c = connect(tmp_path / "db.sqlite")
+    now = "2026-01-01T00:00:00Z"
+    ids = []
+    for i, priority in enumerate((0, 5, 100, 0, 100)):
+        res = add(c, 1, 100 + i, f"e{i}")
+        assert res.scan_id is not None
+        catalog.queue_scan(c, res.scan_id, str(tmp_path / f"s{i}"), now)
+        c.execute("UPDATE scans SET priority = ? WHERE id = ?", (priority, res.scan_id))
+        ids.append(res.scan_id)
+    order = [s.id for s in catalog_scans.queued_in_order(c)]
+    assert order == [ids[2], ids[4], ids[1], ids[0], ids[3]]
     c.close()
 
 

@@ -36,8 +36,10 @@ def test_defaults_follow_the_skymap_scanner_progression() -> None:
     assert cfg.retries == 3 and cfg.maxjobs == {"scan": 100}
     assert cfg.containment["90"] == pytest.approx(4.61, abs=0.01)
     assert set(cfg.jobs) == {"prepare", "scan", "merge", "final"}
+    # compiled_kernel: the scan's default (skyscan.settings.scan.COMPILED_KERNEL_DEFAULT), written into config.yaml
     assert cfg.reco == {"noise_rate_hz": 500.0, "jitter_ns": 3.0, "use_hit_no_hit": True, "use_mpe": True,
-                        "max_iterations": 200}
+                        "max_iterations": 200, "compiled_kernel": True}
+    assert load_config(overrides={"reco": {"compiled_kernel": False}}).reco["compiled_kernel"] is False
 
 
 BAD = [

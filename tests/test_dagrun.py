@@ -31,6 +31,8 @@ from skyscan.local.executor import (
     run_dag,
     runstate_path,
 )
+from skyscan.local.verify import outputs_path, read_outputs, write_outputs
+from skyscan.workflow import Output
 
 # A generic node job: records its name in runs.txt (execution order) and count-NAME.txt (number of runs),
 # then exits with the second argument (default 0).
@@ -629,3 +631,56 @@ def test_bad_input(dagdir: Path) -> None:
         run(write(dagdir / "y.dag", "JOB a job.sub\n"), jobs=0)
     with pytest.raises(InputError, match="no run-state file"):
         read_runstate(dagdir / "y.dag")
+
+
+# --- declared outputs: a done node whose output is damaged runs again on resume ------------------------------
+def _declare(dag: Path, outputs: dict[str, list[Output]]) -> None:
+    write_outputs(dag, outputs)
+
+
+def test_done_node_with_a_missing_output_runs_again(dagdir: Path) -> None:
+    dag = write(dagdir / "x.dag", "JOB a job.sub\nJOB b job.sub\nJOB c job.sub\nPARENT a CHILD b\n")
+    _declare(dag, {"a": [Output("count-a.txt")], "b": [Output("count-b.txt")], "c": [Output("count-c.txt")]})
+    assert run(dag).ok and sorted(runs(dagdir)) == ["a", "b", "c"]
+    (dagdir / "count-a.txt").unlink()
+    (dagdir / "count-c.txt").write_text("")  # empty: not a whole output either
+    assert run(dag).ok
+    assert sorted(runs(dagdir)[3:]) == ["a", "c"]  # exactly the damaged ones; b (a's child) stands
+    log = local_log_path(dag).read_text()
+    assert "a: its output count-a.txt: missing: running it again" in log
+    assert "c: its output count-c.txt: empty: running it again" in log
+    assert run(dag).ok and len(runs(dagdir)) == 5  # whole again: nothing reruns
+
+
+def test_outputs_of_other_dag_content_and_bad_checks_are_ignored_or_refused(dagdir: Path) -> None:
+    dag = write(dagdir / "x.dag", "JOB a job.sub\n")
+    _declare(dag, {"a": [Output("count-a.txt")]})
+    assert outputs_path(dag).name == "x.outputs.json"
+    write(dag, "JOB a job.sub\n# changed\n")
+    assert read_outputs(dag) is None  # declared for other content
+    with pytest.raises(InputError, match="unknown output check"):
+        _declare(dag, {"a": [Output("count-a.txt", "os:system")]})
+    with pytest.raises(InputError, match="inside the DAG's folder"):
+        _declare(dag, {"a": [Output("../elsewhere.txt")]})
+
+
+def test_a_named_check_decides(dagdir: Path) -> None:
+    # the result files' own verifier, applied to something that is no result file: the node runs again
+    dag = write(dagdir / "x.dag", "JOB a job.sub\n")
+    _declare(dag, {"a": [Output("count-a.txt", "skyscan.nodes.results:verify_result")]})
+    assert run(dag).ok
+    assert run(dag).ok
+    assert runs(dagdir) == ["a", "a"]
+    assert "count-a.txt: unreadable" in local_log_path(dag).read_text()
+
+
+def test_damaged_output_inside_a_subdag_reruns_only_that_node(dagdir: Path) -> None:
+    dag = subdag_parent(dagdir, "JOB s1 job.sub\nJOB s2 job.sub\n")
+    assert run(dag).ok
+    _declare(dag, {"a": [Output("count-a.txt")], "s": [Output("sub.dag", "subdag")]})
+    _declare(dagdir / "sub.dag", {"s1": [Output("count-s1.txt")], "s2": [Output("count-s2.txt")]})
+    (dagdir / "count-s2.txt").unlink()
+    assert run(dag).ok
+    assert runs(dagdir)[4:] == ["s2"]  # not a, s1 or c
+    assert count(dagdir, "mksub") == 2  # the sub-DAG node ran again (its PRE script rewrote it identically)
+    assert "s: its output sub.dag: node s2 of sub.dag: count-s2.txt: missing" in local_log_path(dag).read_text()

@@ -166,3 +166,58 @@ def test_notice_leaves_unknowns_out(meta: SkymapMeta) -> None:
     # A simulation: the schema's value for test triggers (issue 11; "mock" is not an allowed alert_tense).
     assert doc["alert_tense"] == "test" and doc["alert_type"] == "update"
     assert notice(replace(meta, is_real_event=False))["alert_tense"] == "test"
+
+
+# --- healpix_url: only where the outbox publishes the map at a known address --------------------------------------
+def _done_scan(folder: Path, meta: SkymapMeta) -> Path:
+    import json
+
+    (folder / "plots").mkdir(parents=True)
+    (folder / "plots" / "skymap-fullsky.png").write_bytes(b"png")
+    (folder / "summary.json").write_text("{}\n", encoding="utf-8")
+    (folder / "circular.txt").write_text("circular\n", encoding="utf-8")
+    (folder / "notice.json").write_text(json.dumps(notice(meta)), encoding="utf-8")
+    (folder / "skymap.multiorder.fits").write_bytes(b"SIMPLE fits bytes")
+    return folder
+
+
+def test_healpix_url_rules() -> None:
+    from skyscan.products.gcn import healpix_url
+
+    assert healpix_url("http://h:8080/a", "run1-evt2-r1") == "http://h:8080/a/run1-evt2-r1/skymap.multiorder.fits"
+    assert healpix_url("https://h/x", "a b") == "https://h/x/a%20b/skymap.multiorder.fits"
+    for bad in ("ftp://h/x", "h/x", "https://h/x?key=1", "https://h/x#top", "https:///x"):
+        with pytest.raises(InputError, match="outbox base URL"):
+            healpix_url(bad, "run1-evt2-r1")
+
+
+def test_outbox_with_a_base_url_publishes_the_map_and_its_url(
+    tmp_path: Path, meta: SkymapMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from skyscan.ops.publish import BASE_URL_ENV, publish_outbox
+
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    scan = _done_scan(tmp_path / "scan", meta)
+    plain = tmp_path / "outbox" / "run138632-evt31747601-r1"
+    assert publish_outbox(scan, plain) == []
+    assert not (plain / "skymap.multiorder.fits").exists()
+    assert "healpix_url" not in json.loads((plain / "notice.json").read_text())
+
+    assert publish_outbox(scan, plain, base_url="https://alerts.example.org/outbox") == []
+    doc = json.loads((plain / "notice.json").read_text())
+    assert doc["healpix_url"] == "https://alerts.example.org/outbox/run138632-evt31747601-r1/skymap.multiorder.fits"
+    assert (plain / "skymap.multiorder.fits").read_bytes() == b"SIMPLE fits bytes"
+    assert {k: v for k, v in doc.items() if k != "healpix_url"} == json.loads((scan / "notice.json").read_text())
+    assert "healpix_url" not in json.loads((scan / "notice.json").read_text())  # the scan's own draft unchanged
+
+    monkeypatch.setenv(BASE_URL_ENV, "https://env.example.org/box/")
+    other = tmp_path / "outbox" / "run1-evt2-r3"
+    publish_outbox(scan, other)
+    assert json.loads((other / "notice.json").read_text())["healpix_url"].startswith("https://env.example.org/box/run1-")
+    with pytest.raises(InputError, match="outbox base URL"):
+        publish_outbox(scan, tmp_path / "outbox" / "bad", base_url="ftp://nope")
+    assert not (tmp_path / "outbox" / "bad").exists()  # refused before anything was copied
+    (scan / "skymap.multiorder.fits").unlink()
+    assert "skymap.multiorder.fits" in publish_outbox(scan, plain, base_url="https://alerts.example.org/outbox")

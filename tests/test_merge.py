@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from skyscan.cli import cli
 from skyscan.errors import InputError
 from skyscan.nodes.merge import merge_scan
-from skyscan.nodes.synthetic import write_synthetic_scan
+from skyscan.nodes.results import read_fits
+from skyscan.nodes.synthetic import write_result_file, write_synthetic_scan
 from skyscan.products.fits import read_multiorder_fits
 from skyscan.products.hdf5 import read_skymap_h5
 from skyscan.products.summary import PRODUCT_FILES
@@ -220,9 +221,59 @@ def test_result_of_another_event(scan: Path) -> None:
 
 
 def test_result_with_out_of_range_pixels(scan: Path) -> None:
+    # written whole, with a valid checksum, by a faulty writer: the pixel check still names the file
+    path = scan / "stage0" / "scan-s0-0000.h5"
+    fits = read_fits(path)
+    ipix = np.asarray(fits.ipix).copy()
+    ipix[0] = 10_000
+    write_result_file(path, fits.nside, ipix, fits.llh, 12, 345)
+    _expect_error(scan, "stage0/scan-s0-0000.h5", "out of range")
+
+
+def test_result_changed_in_place_fails_verification(scan: Path) -> None:
+    # the case: one batch's llh overwritten in place once moved the published best fit; now refused
+    with h5py.File(scan / "stage0" / "scan-s0-0000.h5", "a") as f:
+        f["llh"][...] = f["llh"][()][::-1]
+    _expect_error(scan, "stage0/scan-s0-0000.h5", "fails verification", "checksum mismatch")
+
+
+def test_result_changed_pixels_in_place_fails_verification(scan: Path) -> None:
     with h5py.File(scan / "stage0" / "scan-s0-0000.h5", "a") as f:
         f["ipix"][0] = 10_000
-    _expect_error(scan, "stage0/scan-s0-0000.h5", "out of range")
+    _expect_error(scan, "stage0/scan-s0-0000.h5", "checksum mismatch")
+
+
+def test_result_with_complete_unset_or_no_checksum_is_refused(scan: Path) -> None:
+    path = scan / "stage1" / "scan-s1-0000.h5"
+    with h5py.File(path, "a") as f:
+        del f.attrs["complete"]
+    _expect_error(scan, "stage1/scan-s1-0000.h5", "not marked complete")
+    with h5py.File(path, "a") as f:
+        f.attrs["complete"] = True
+        del f.attrs["sha256"]
+    _expect_error(scan, "stage1/scan-s1-0000.h5", "no checksum")
+
+
+def test_truncated_result_is_refused(scan: Path) -> None:
+    path = scan / "stage0" / "scan-s0-0001.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _expect_error(scan, "stage0/scan-s0-0001.h5")
+
+
+def test_merge_removes_temporary_files_a_killed_merge_left(scan: Path) -> None:
+    # what a SIGKILL between writing and renaming leaves (skyscan.atomic's temporary names)
+    stale = [scan / ".skymap.h5.k2j3h4.part", scan / ".summary.json.x9y8.part"]
+    (scan / "plots").mkdir()
+    stale.append(scan / "plots" / ".skymap-fullsky.png.abc.part")
+    for p in stale:
+        p.write_bytes(b"half")
+    other = scan / ".skyscan.dag.runstate.json.q1w2.part"  # not the merge's: left alone
+    other.write_bytes(b"x")
+    merge_scan(scan)
+    assert [p for p in stale if p.exists()] == []
+    assert other.exists()
+    assert (scan / "summary.json").is_file()
 
 
 def test_sky_not_covered(scan: Path) -> None:
@@ -272,6 +323,14 @@ def test_cli_node_merge_reports_bad_input(scan: Path, input_error: Any) -> None:
     (scan / "stage1" / "scan-s1-0002.h5").unlink()
     result = CliRunner().invoke(_cli(), ["node", "merge", str(scan)])
     input_error(result, "stage1/scan-s1-0002.h5")
+
+
+def test_cli_merge_refuses_a_damaged_result(scan: Path, input_error: Any) -> None:
+    with h5py.File(scan / "stage1" / "scan-s1-0001.h5", "a") as f:
+        f["llh"][0] = -1e9  # a better "best fit" than any real one
+    result = CliRunner().invoke(_cli(), ["merge", str(scan), "--no-plots"])
+    input_error(result, "stage1/scan-s1-0001.h5", "fails verification")
+    assert not (scan / "summary.json").exists()
 
 
 def test_cli_argument_errors(scan: Path, input_error: Any) -> None:

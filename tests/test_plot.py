@@ -120,3 +120,46 @@ def test_polar_zoom_is_written(tmp_path: Path) -> None:
     assert _has_colour(px, RED, 200)
     assert len(np.unique(px[:, 0])) > 50  # a colour map, not a blank figure
     assert math.isfinite(meta.regions["90"].area_deg2)
+
+
+def _write_all(outdir: Path, m: MultiOrderMap, meta: SkymapMeta) -> dict[str, Path]:
+    from skyscan.products.write import ProductChoices, write_products
+
+    outdir.mkdir()
+    choices = ProductChoices(flat_nside=64, plots=True, zoom_plot=True, circular_template=None)
+    return write_products(outdir, m, meta, [], {"scanned": len(m), "failed": 0, "by_nside": {}}, choices).products
+
+
+def test_plots_drawn_in_a_child_process_are_the_same_files(
+    ordinary: tuple[MultiOrderMap, SkymapMeta], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skyscan.products import write
+
+    m, meta = ordinary
+    if not write.PLOTS_IN_CHILD:
+        pytest.skip("no fork on this platform: the plots are always drawn in the merging process")
+    child = _write_all(tmp_path / "child", m, meta)
+    monkeypatch.setattr(write, "PLOTS_IN_CHILD", False)
+    here = _write_all(tmp_path / "here", m, meta)
+    assert list(child) == list(here)  # the products, in summary.json's order
+    for key in ("plot_fullsky", "plot_zoom", "summary"):
+        assert child[key].read_bytes() == here[key].read_bytes(), key
+
+
+def test_a_plot_that_fails_in_the_child_fails_the_merge(
+    ordinary: tuple[MultiOrderMap, SkymapMeta], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skyscan.errors import SkyscanError
+    from skyscan.products import plot, write
+
+    m, meta = ordinary
+    if not write.PLOTS_IN_CHILD:
+        pytest.skip("no fork on this platform: a plot's exception reaches the caller as it is")
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("no room on the canvas")
+
+    monkeypatch.setattr(plot, "plot_zoom", broken)
+    with pytest.raises(SkyscanError, match=r"drawing the plots failed.*no room on the canvas"):
+        _write_all(tmp_path / "out", m, meta)
+    assert not (tmp_path / "out" / "summary.json").exists()

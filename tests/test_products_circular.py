@@ -56,3 +56,25 @@ def test_far_sentence_and_wording(meta: SkymapMeta) -> None:
 )
 def test_two_significant(value: float, text: str) -> None:
     assert two_significant(value) == text
+
+
+def test_levels_from_a_calibration_count_as_calibrated(meta: SkymapMeta) -> None:
+    note = "IceCube circulars quote levels calibrated with simulations"
+    assert note in render_circular(meta)  # wilks
+    assert note not in render_circular(replace(meta, containment_method="calibrated"))
+    # A calibration file's levels (the method name the level chooser gives them) are calibrated too.
+    assert note not in render_circular(replace(meta, containment_method="resimulation (calibration.json)"))
+    assert note in render_circular(replace(meta, containment_method="explicit"))
+
+
+def test_unresolved_regions_are_listed_in_the_notes(meta: SkymapMeta) -> None:
+    from skyscan.products.credible import MapProbability
+
+    mp = MapProbability(weight=1.0, matched_label=None, finest_nside=512, finest_pixels={"50": 1, "90": 1})
+    text = render_circular(replace(meta, map_probability=mp, config_yaml="scan:\n  resolve:\n    max_nside: 512\n"))
+    notes = text.split(END)[0]
+    assert "the 90% region is not resolved: it holds 1 pixel(s) of nside 512 (fewer than 30)" in notes
+    assert "the 50% region is not resolved" in notes and "higher scan.resolve.max_nside" in notes
+    resolved = replace(mp, finest_nside=4096, finest_pixels={"50": 31, "90": 109})
+    assert "not resolved" not in render_circular(replace(meta, map_probability=resolved))
+    assert "not resolved" not in render_circular(meta)  # not measured: no claim either way

@@ -79,3 +79,14 @@ def test_notice_follows_the_documented_schema_mapping(meta: SkymapMeta, change: 
     expected_pipeline = {"gold": "Gold Track Alert", "bronze": "Bronze Track Alert"}.get((m.stream or "").lower())
     assert doc.get("pipeline") == expected_pipeline
     assert "analysis_pipeline" not in doc and "additional_info" not in doc
+
+
+def test_healpix_url_follows_the_mapping(meta: SkymapMeta) -> None:
+    from skyscan.products.gcn import healpix_url
+
+    url = healpix_url("https://alerts.example.org/outbox/", "run138632-evt31747601-r1")
+    assert url == "https://alerts.example.org/outbox/run138632-evt31747601-r1/skymap.multiorder.fits"
+    doc = notice(meta, healpix_url=url)
+    _check(doc, _mapping())
+    assert doc["healpix_url"] == url and list(doc) == [k for k in NOTICE_FIELDS if k in doc]
+    assert "healpix_url" not in notice(meta)  # never guessed

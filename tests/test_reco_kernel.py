@@ -102,15 +102,25 @@ def test_non_finite_hypotheses_behave_as_in_the_reference() -> None:
     np.testing.assert_array_equal(np.isfinite(g_fast), np.isfinite(g_slow))
 
 
-def _compare_fits(event: Event, nside: int, pixels: np.ndarray) -> tuple[int, int]:
-    """Fit the pixels with both likelihoods; assert they agree; return both best-fit pixels."""
+def _compare_fits(event: Event, nside: int, pixels: np.ndarray, *, strict: bool = True) -> tuple[int, int]:
+    """Fit the pixels with both likelihoods; assert they agree; return both best-fit pixels.
+
+    The two perform the same operations in the same order. They agree to the last bit where numpy and
+    numba use the same C-library exp/log, which is the case when numpy runs its baseline code (``strict``:
+    see `_in_baseline_numpy`). numpy's own SIMD exp/log (AVX2/AVX-512, chosen by the CPU) can differ in the
+    last bit, and a minimiser amplifies that on a few ill-conditioned pixels, which then settle in a
+    neighbouring local minimum: not strict, all but a few pixels agree to 1e-6 and the best pixel is the same."""
     zen, azi = coords.pixel_directions(nside, pixels, event.time)
     fast = PandelTrackFit(event, ic86(), RecoSettings(compiled_kernel=True)).fit_directions(zen, azi)
     slow = PandelTrackFit(event, ic86(), reference=True).fit_directions(zen, azi)
-    np.testing.assert_array_equal(fast.status, slow.status)
     np.testing.assert_array_equal(np.isnan(fast.llh), np.isnan(slow.llh))
     ok = np.isfinite(slow.llh)
     assert ok.mean() > 0.9
+    if not strict:
+        same = np.isclose(fast.llh[ok], slow.llh[ok], rtol=REL, atol=0.0)
+        assert same.mean() >= 0.95, f"{np.count_nonzero(~same)} of {same.size} fits differ"
+        return int(pixels[np.nanargmin(fast.llh)]), int(pixels[np.nanargmin(slow.llh)])
+    np.testing.assert_array_equal(fast.status, slow.status)
     np.testing.assert_allclose(fast.llh[ok], slow.llh[ok], rtol=REL, atol=0.0)
     for axis in ("x", "y", "z"):
         np.testing.assert_allclose(getattr(fast, axis)[ok], getattr(slow, axis)[ok], rtol=0.0, atol=VERTEX_M)
@@ -118,14 +128,37 @@ def _compare_fits(event: Event, nside: int, pixels: np.ndarray) -> tuple[int, in
     return int(pixels[np.nanargmin(fast.llh)]), int(pixels[np.nanargmin(slow.llh)])
 
 
-def test_benchmark_event_full_sky_at_nside_8_same_fits_and_best_pixel() -> None:
+def _in_baseline_numpy(check: str) -> None:
+    """Run ``check`` (a function of this module) in a fresh interpreter whose numpy uses no SIMD dispatch, so
+    that its exp/log are the C library's, as numba's are (NPY_DISABLE_CPU_FEATURES must be set before import)."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))}
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_reco_kernel as t; t.{check}()"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def check_benchmark_event_full_sky() -> None:
     best_fast, best_slow = _compare_fits(_benchmark_event(), 8, np.arange(768))
     assert best_fast == best_slow
 
 
+def check_another_event_near_its_track() -> None:
+    best_fast, best_slow = _compare_fits(_event(17), 16, np.arange(0, 3072, 37))
+    assert best_fast == best_slow
+
+
+def test_benchmark_event_full_sky_at_nside_8_same_fits_and_best_pixel() -> None:
+    _in_baseline_numpy("check_benchmark_event_full_sky")
+
+
 def test_fits_of_another_event_near_its_track_agree() -> None:
-    event = _event(17)
-    best_fast, best_slow = _compare_fits(event, 16, np.arange(0, 3072, 37))
+    _in_baseline_numpy("check_another_event_near_its_track")
+
+
+def test_fits_with_this_machines_numpy_agree_and_find_the_same_best_pixel() -> None:
+    best_fast, best_slow = _compare_fits(_benchmark_event(), 8, np.arange(768), strict=False)
     assert best_fast == best_slow
 
 

@@ -43,6 +43,7 @@ scan:
     - {nside: 16, refine: 4, pixels_per_job: 64}
     - {nside: 32, refine: 4, pixels_per_job: 64}
     - {nside: 128, refine: 4, pixels_per_job: 64}
+  resolve: {min_pixels: 0}  # the configured stages only (resolving: tests/test_resolved_regions.py)
 reco: {max_iterations: 60}
 merge: {flat_nside: 32}
 """
@@ -52,6 +53,7 @@ scan:
   stages:
     - {nside: 4, pixels_per_job: 32}
     - {nside: 8, refine: 2, pixels_per_job: 8}
+  resolve: {min_pixels: 0}
 reco: {max_iterations: 30}
 merge: {flat_nside: 8, plots: false}
 """
@@ -61,6 +63,7 @@ scan:
   stages:
     - {nside: 2, pixels_per_job: 24}
     - {nside: 4, refine: 2, pixels_per_job: 4}
+  resolve: {min_pixels: 0}
 reco: {max_iterations: 20}
 merge: {flat_nside: 4, plots: false}
 """

@@ -107,6 +107,7 @@ def test_vertices_inside_the_detector() -> None:
         ({"time_span_days": -1.0}, ("time span",)),
         ({"noise_rate_hz": float("nan")}, ("noise rate",)),
         ({"vertex_fraction": 1.5}, ("vertex fraction",)),
+        ({"systematics": "default"}, ("systematics", "str")),
     ],
 )
 def test_bad_batch_specs(change: dict[str, object], words: tuple[str, ...]) -> None:
@@ -114,6 +115,23 @@ def test_bad_batch_specs(change: dict[str, object], words: tuple[str, ...]) -> N
         list(iter_batch(replace(SMALL, **change), ic86()))
     for word in words:
         assert word in str(info.value)
+
+
+def test_systematics_vary_the_photons_not_the_tracks() -> None:
+    from skyscan.reco.systematics import DEFAULT_SYSTEMATICS
+
+    plain = simulate_batch(SMALL, ic86())
+    varied = simulate_batch(replace(SMALL, systematics=DEFAULT_SYSTEMATICS), ic86())
+    longer = simulate_batch(replace(SMALL, count=6, systematics=DEFAULT_SYSTEMATICS), ic86())
+    assert [e.spec for e in varied] == [e.spec for e in plain]
+    assert [(e.truth.zenith_deg, e.truth.x, e.truth.t) for e in varied] == [
+        (e.truth.zenith_deg, e.truth.x, e.truth.t) for e in plain
+    ]
+    docs = [event_to_dict(e.event, e.truth) for e in varied]
+    assert docs == [event_to_dict(e.event, e.truth) for e in longer[:4]]  # still independent of count
+    assert all(e.truth.systematics is not None and e.truth.systematics["delay_model"] == "two_component" for e in varied)
+    assert all(p.truth.systematics is None for p in plain)
+    assert any(v.event.pulses.time.tolist() != p.event.pulses.time.tolist() for v, p in zip(varied, plain, strict=True))
 
 
 def test_truth_radec_matches_the_coordinate_conversion() -> None:

@@ -18,6 +18,7 @@ from skyscan.dagman.nodestatus import parse_jobstate_log, parse_node_status
 from skyscan.graph import build as scangraph
 from skyscan.graph.status import format_status, scan_status
 from skyscan.nodes.final import write_end_state
+from skyscan.nodes.synthetic import write_result_file
 from skyscan.settings.scan import ScanConfig, load_config
 from skyscan.settings.site import load_site
 
@@ -54,7 +55,21 @@ def scan_dir(tmp_path: Path) -> Path:
     config = _config()
     scangraph.write_scan(event, out, config, load_site("local"), python="python3")
     condor.write_dag(scangraph.stage_workflow(config, 1, STAGE1_SIZES), out / "stage1.dag")
+    _write_outputs(out)
     return out
+
+
+def _write_outputs(out: Path) -> None:
+    """What the nodes would have written (the local backend checks the outputs of nodes marked done)."""
+    (out / "prepare.json").write_text("{}\n", encoding="utf-8")
+    for b in range(12):
+        (out / "stage0").mkdir(exist_ok=True)
+        pixels = range(64 * b, 64 * (b + 1))
+        (out / "stage0" / f"batch-{b:04d}.txt").write_text("".join(f"{p}\n" for p in pixels), encoding="utf-8")
+        write_result_file(out / "stage0" / f"scan-s0-{b:04d}.h5", 8, list(pixels), [1.0] * 64, 7, 8)
+    for b, size in enumerate(STAGE1_SIZES):
+        write_result_file(out / "stage1" / f"scan-s1-{b:04d}.h5", 64, list(range(size)), [1.0] * size, 7, 8)
+    (out / "summary.json").write_text("{}\n", encoding="utf-8")
 
 
 def node(state: str, subdag: str | None = None) -> dict[str, Any]:
@@ -139,10 +154,10 @@ def test_local_finished_failed_and_interrupted(scan_dir: Path) -> None:
     assert st["state"] == "failed"
     assert st["failed_nodes"] == ["stage1", "final", "scan-s1-0007"]
     assert st["end_state"]["state"] == "failed" and st["end_state"]["failed_count"] == 2
-    # The executor died without finishing and without an end state: not running, so failed.
+    # The executor died without finishing and without an end state: not running, so interrupted (a rerun resumes).
     (scan_dir / "end_state.json").unlink()
     write_json(scan_dir / "skyscan.dag.runstate.json", runstate("skyscan.dag", top_nodes("running"), dead_pid()))
-    assert scan_status(scan_dir).state == "failed"
+    assert scan_status(scan_dir).state == "interrupted"
 
 
 def test_local_done_with_a_skipped_stage(scan_dir: Path) -> None:
@@ -262,7 +277,47 @@ def test_status_command(scan_dir: Path) -> None:
     result = CliRunner().invoke(group, ["status", str(scan_dir), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"schema", "outdir", "backend", "state", "stages", "failed_nodes", "end_state", "updated"}
+    assert set(doc) == {"schema", "outdir", "backend", "state", "stages", "failed_nodes", "end_state", "updated",
+                        "damaged_nodes"}
     assert all(set(s) >= {"stage", "nside", "nodes", "pixels"} for s in doc["stages"])
     human = CliRunner().invoke(group, ["status", str(scan_dir)])
     assert human.exit_code == 0 and "backend condor" in human.stdout
+
+
+def test_local_interrupted_by_ctrl_c(scan_dir: Path) -> None:
+    # what the executor writes after Ctrl-C/SIGTERM: finished, interrupted, no DAG status, no FINAL
+    doc = runstate("skyscan.dag", top_nodes("waiting"), os.getpid(), finished=True, dag_status=None)
+    doc["interrupted"] = True
+    write_json(scan_dir / "skyscan.dag.runstate.json", doc)
+    st = scan_status(scan_dir)
+    assert st.state == "interrupted"
+    assert format_status(st).splitlines()[0].startswith(f"{scan_dir}: interrupted (backend local")
+    group = click.Group("skyscan")
+    group.add_command(status_command)
+    result = CliRunner().invoke(group, ["status", str(scan_dir), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["state"] == "interrupted"
+    # an end state of an earlier attempt does not hide the interruption of the later one
+    write_end_state(scan_dir, 1, 1)
+    assert scan_status(scan_dir).state == "interrupted"
+    # the same run finished normally is not interrupted
+    doc.update(interrupted=False, dag_status=1)
+    write_json(scan_dir / "skyscan.dag.runstate.json", doc)
+    assert scan_status(scan_dir).state == "failed"
+
+
+def test_a_damaged_result_is_not_counted_done(scan_dir: Path) -> None:
+    import h5py
+
+    write_json(scan_dir / "skyscan.dag.runstate.json", runstate("skyscan.dag", top_nodes("waiting"), dead_pid()))
+    assert scan_status(scan_dir).stages[0].state == "done"
+    with h5py.File(scan_dir / "stage0" / "scan-s0-0003.h5", "a") as f:
+        f["llh"][0] = 0.0  # overwritten in place
+    (scan_dir / "stage0" / "scan-s0-0007.h5").unlink()
+    st = scan_status(scan_dir)
+    s0 = st.stages[0]
+    assert s0.state == "running" and s0.nodes.done == 10 and s0.nodes.waiting == 2 and s0.pixels.waiting == 128
+    assert set(st.damaged_nodes) == {"scan-s0-0003", "scan-s0-0007"}
+    assert "checksum mismatch" in st.damaged_nodes["scan-s0-0003"]
+    assert st.damaged_nodes["scan-s0-0007"] == "stage0/scan-s0-0007.h5: missing"
+    assert st.as_json()["damaged_nodes"] == st.damaged_nodes
+    assert "damaged output of scan-s0-0007: stage0/scan-s0-0007.h5: missing" in format_status(st)

@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 
 from skyscan.cli.watch import standalone_group
 from skyscan.ops import catalog as catalog
-from skyscan.ops import launcher, watchconfig
+from skyscan.ops import launcher, scheduler, watchconfig
 from skyscan.ops import watcher as watch
 from skyscan.ops.catalog import scans as catalog_scans
 from skyscan.ops.launcher import launch_dir_of, lock_held
@@ -479,15 +479,25 @@ def test_crash_between_claiming_a_scan_and_starting_it(
     def crash(*args: Any, **kwargs: Any) -> int:
         raise KeyboardInterrupt("the watcher dies here")
 
-    monkeypatch.setattr(watch, "launch_detached", crash)
+    monkeypatch.setattr(scheduler, "launch_detached", crash)
     with pytest.raises(KeyboardInterrupt):
         run_watch(cfg, once=True)
     monkeypatch.undo()
+    row = scans(cfg_path)[0]
+    assert row["state"] == "running" and row["attempts"] == 1 and row["pid"] is None
+    # the next pass gives the claim back and starts the scan at once: the lost start is not an attempt and
+    # does not wait for the retry delay (a long one here)
+    conn = db(cfg_path)
+    conn.execute("UPDATE scans SET not_before = '2999-01-01T00:00:00Z'")
+    conn.close()
+    report = one_pass(cfg_path)
+    assert report.started == 1 and report.retried == 0
     passes_until(cfg_path, all_in(cfg_path, "done"))
     reap.extend(running_groups(cfg_path))
     rows = scans(cfg_path)
-    assert len(rows) == 1 and rows[0]["attempts"] == 2  # the lost start counts as a failed attempt
-    assert "vanished" in cfg.log_file.read_text()
+    assert len(rows) == 1 and rows[0]["attempts"] == 1
+    log = cfg.log_file.read_text()
+    assert "claimed but never started" in log and "vanished" not in log
 
 
 # --- failures, retries, stalls ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from skyscan.campaign.graph import (
     install_campaign_wrapper,
     report_submit_text,
 )
-from skyscan.campaign.inputs import Candidate, QuickIdentity, expand_inputs, quick_identity
+from skyscan.campaign.inputs import Candidate, QuickIdentity, expand_inputs, quick_identity, unchecked_identity
 from skyscan.campaign.manifest import (
     CAMPAIGN_SCHEMA,
     CONFIG_FILE,
@@ -57,6 +57,22 @@ DEFAULT_MAX_RUNNING = 20
 #: What ``create_campaign`` writes into CAMPDIR: a directory holding only these may be created into again
 #: (an interrupted ``campaign create`` resumes: write_scan reuses event directories of the same event).
 _OWN_NAMES = frozenset({MANIFEST, CAMPAIGN_DAG, CONFIG_FILE, EVENTS_DIR, LOGS_DIR, REPORT_SUB, WRAPPER})
+
+
+@dataclass(frozen=True)
+class _RenderedConfig(ScanConfig):
+    """The campaign's configuration with config.yaml rendered once: every event's scan directory holds the same
+    text (``write_scan`` asks for it per event, and the YAML emitter costs about a millisecond each time)."""
+
+    rendered_yaml: str = field(default="", repr=False, compare=False)
+
+    @classmethod
+    def of(cls, config: ScanConfig) -> _RenderedConfig:
+        values = {f.name: getattr(config, f.name) for f in fields(ScanConfig)}
+        return cls(**values, rendered_yaml=config.to_yaml())
+
+    def to_yaml(self) -> str:
+        return self.rendered_yaml
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,7 @@ def create_campaign(
     folder = Path(campdir)
     _check_campdir(folder)
     candidates = expand_inputs(inputs)
+    config = _RenderedConfig.of(config)
     config_text = config.to_yaml()
     old_config = folder / CONFIG_FILE
     if old_config.is_file() and old_config.read_text(encoding="utf-8") != config_text:
@@ -208,7 +225,11 @@ def _admit(
     except OSError as exc:
         return None, Rejected(where, None, f"{cand.path}: cannot read ({exc.strerror or exc.__class__.__name__})")
     digest = sha256_bytes(data)
-    ident = quick_identity(data)
+    # The plain decoder's ids serve wherever write_scan's full validation decides anyway; a duplicate is
+    # confirmed with the checked ids (an invalid file is rejected for what is wrong with it, not as a duplicate).
+    ident = unchecked_identity(data)
+    if ident is not None and (ident.run_id, ident.event_id) in first_of:
+        ident = quick_identity(data)
     try:
         if ident is None:  # not even ids: the full validation names the problem
             ef, _ = load_event(cand.path)

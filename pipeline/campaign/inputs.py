@@ -8,6 +8,7 @@ duplicates are found cheaply.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -98,12 +99,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Candidate]:
     return out
 
 
-def quick_identity(data: bytes) -> QuickIdentity | None:
-    """The ids of an event file's bytes read without validating the event; None if they are not there."""
-    try:
-        doc = untrusted.loads_json(data, "event")  # ids out of the int64 range, duplicate keys: not an identity
-    except InputError:
-        return None
+def _identity_of(doc: object) -> QuickIdentity | None:
     if not isinstance(doc, dict):
         return None
     run_id, event_id = doc.get("run_id"), doc.get("event_id")
@@ -115,4 +111,28 @@ def quick_identity(data: bytes) -> QuickIdentity | None:
     return QuickIdentity(run_id, event_id, when if isinstance(when, str) else None, doc.get("truth") is not None)
 
 
-__all__ = ["Candidate", "QuickIdentity", "expand_inputs", "quick_identity"]
+def unchecked_identity(data: bytes) -> QuickIdentity | None:
+    """The ids of an event file's bytes parsed by the plain JSON decoder, nothing checked (None if not there).
+
+    About ten times cheaper than :func:`quick_identity` on an event of thousands of pulses. For a file that
+    passes the full validation both give the same identity (its ids are int64, its keys unique); for any other
+    file this one may give ids where :func:`quick_identity` gives None, so a caller may act on them only where
+    the full validation decides anyway (``skyscan.campaign.create`` confirms a duplicate with quick_identity).
+    """
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):  # ValueError: invalid JSON or text; RecursionError: absurd nesting
+        return None
+    return _identity_of(doc)
+
+
+def quick_identity(data: bytes) -> QuickIdentity | None:
+    """The ids of an event file's bytes read without validating the event; None if they are not there."""
+    try:
+        doc = untrusted.loads_json(data, "event")  # ids out of the int64 range, duplicate keys: not an identity
+    except InputError:
+        return None
+    return _identity_of(doc)
+
+
+__all__ = ["Candidate", "QuickIdentity", "expand_inputs", "quick_identity", "unchecked_identity"]

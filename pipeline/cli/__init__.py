@@ -63,6 +63,18 @@ cli.add_command(cli_watch.cancel)
 cli.add_command(cli_watch.rescan)
 cli.add_command(cli_campaign.campaign)
 
+from skyscan.cli import calibrate as cli_calibrate  # noqa: E402
+
+cli.add_command(cli_calibrate.calibrate)
+
+from skyscan.cli import remote as cli_remote  # noqa: E402
+
+cli.add_command(cli_remote.remote)
+
+from skyscan.cli import serve as cli_serve  # noqa: E402
+
+cli.add_command(cli_serve.serve)
+
 
 def main() -> None:
     cli(prog_name="skyscan")

@@ -196,7 +196,13 @@ def status(campdir: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False),
     help="CSV of reference positions: run_id, event_id, ra, dec [, ra_err, dec_err] in degrees.",
 )
-def report(campdir: str, outdir: str | None, reference: str | None) -> None:
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False),
+    help="Calibration table (skyscan calibrate --campaign): adds the coverage after calibration "
+    "(default: CAMPDIR/calibration-table.json when it exists).",
+)
+def report(campdir: str, outdir: str | None, reference: str | None, calibration: str | None) -> None:
     """Write the catalog (CSV, HDF5) and the HTML report of the campaign in CAMPDIR.
 
     With simulation truth in the events or a --reference file: angular errors, their median, the
@@ -206,10 +212,11 @@ def report(campdir: str, outdir: str | None, reference: str | None) -> None:
     Examples:
       skyscan campaign report camp/
       skyscan campaign report camp/ -o published/ --reference published-positions.csv
+      skyscan campaign report camp/ --calibration table.json
     """
     from skyscan.campaign.report import write_report
 
-    result = write_report(campdir, outdir, reference)
+    result = write_report(campdir, outdir, reference, calibration)
     s = result.stats
     c = s.counts
     click.echo(

@@ -46,8 +46,8 @@ def _event_time(text: str | None) -> datetime | None:
 @click.argument("outdir", required=False, type=click.Path(file_okay=False))
 @click.option(
     "--containment",
-    help="Containment levels: wilks, calibrated, or the 50% and 90% 2*delta-llh like '1.39,4.61' "
-    "(default: the configuration's).",
+    help="Containment levels: wilks, calibrated, the 50% and 90% 2*delta-llh like '1.39,4.61', or a "
+    "calibration file CALDIR/calibration.json from `skyscan calibrate` (default: the configuration's).",
 )
 @click.option(
     "--circular-template",
@@ -77,10 +77,12 @@ def merge(
     Examples:
       skyscan merge scan/
       skyscan merge scan/ --containment calibrated
+      skyscan merge scan/ --containment cal/calibration.json
       skyscan merge --import-npz run00138632.evt000031747601.npz -o imported/
     """
     from skyscan import iers_cache
     from skyscan.nodes.merge import merge_npz, merge_scan
+    from skyscan.products.levels import level_context, scan_level_context
 
     plots = False if no_plots else None
     if npz is not None:
@@ -101,7 +103,8 @@ def merge(
         if outdir is None:
             raise InputError("missing OUTDIR (the scan directory), or use --import-npz FILE -o OUTDIR")
         iers_cache.install()
-        result = merge_scan(outdir, containment, circular_template=circular_template, plots=plots)
+        with level_context(scan_level_context(outdir)):
+            result = merge_scan(outdir, containment, circular_template=circular_template, plots=plots)
     _report(result)
 
 
@@ -119,9 +122,11 @@ def node_merge(outdir: str) -> None:
     """
     from skyscan import iers_cache
     from skyscan.nodes.merge import merge_scan
+    from skyscan.products.levels import level_context, scan_level_context
 
     iers_cache.install()
-    _report(merge_scan(outdir))
+    with level_context(scan_level_context(outdir)):
+        _report(merge_scan(outdir))
 
 
 __all__ = ["merge", "node_merge"]

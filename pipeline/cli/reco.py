@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -14,6 +14,9 @@ from skyscan.atomic import write_json, write_text
 from skyscan.cli.core import FINITE, NON_NEGATIVE_ID, Int64
 from skyscan.errors import InputError
 from skyscan.reco import untrusted
+
+if TYPE_CHECKING:
+    from skyscan.reco.systematics import Systematics
 
 
 def checked_event_doc(event: Any, truth: Any) -> dict[str, Any]:
@@ -80,6 +83,15 @@ def checked_event_doc(event: Any, truth: Any) -> dict[str, Any]:
     type=float,
     help="With --count: days the event times spread over  [default: 365.25].",
 )
+@click.option(
+    "--systematics",
+    "systematics_arg",
+    default="none",
+    show_default=True,
+    metavar="none|default|FILE.yaml",
+    help="Detector and ice variations the likelihood does not know (docs/simulation.md, Systematics); "
+    "the values drawn for each event go into its truth.",
+)
 @click.pass_context
 def simulate(
     ctx: click.Context,
@@ -102,6 +114,7 @@ def simulate(
     energy_range: tuple[float, float] | None,
     directions: str | None,
     time_span_days: float | None,
+    systematics_arg: str,
 ) -> None:
     """Simulate a muon-track event and write it as a skyscan-event/1 file with its truth.
 
@@ -114,10 +127,14 @@ def simulate(
       skyscan simulate --preset benchmark -o benchmark.json
       skyscan simulate --zenith 100 --azimuth 40 --energy 3e5 --seed 7 -o ev.json
       skyscan simulate --count 30 --energy-range 1e5 1e7 --directions upgoing --seed 3 -o events/
+      skyscan simulate --preset benchmark --systematics default -o varied.json
     """
     from skyscan.graph.event import load_geometry
     from skyscan.reco.event import parse_time
     from skyscan.reco.simulate import BENCHMARK_SEED, BENCHMARK_TIME, TrackSpec, benchmark_spec, simulate_track
+    from skyscan.reco.systematics import load_systematics
+
+    systematics = load_systematics(systematics_arg)
 
     batch_only = {"--energy-range": energy_range, "--directions": directions, "--time-span": time_span_days}
     if count is None:
@@ -129,7 +146,7 @@ def simulate(
     else:
         _simulate_count(
             ctx, output, count, energy_range, directions, time_span_days, time_ns, starting, noise_rate_hz, seed,
-            run_id, event_id, event_time, stream, geometry_arg,
+            run_id, event_id, event_time, stream, geometry_arg, systematics,
         )  # fmt: skip
         return
     geo = load_geometry(geometry_arg)
@@ -159,12 +176,28 @@ def simulate(
         )
         rng = np.random.default_rng(seed)
         when = parse_time(event_time, "--event-time")
-    event, truth = simulate_track(spec, geo, rng, run_id=run_id, event_id=event_id, event_time=when, stream=stream)
+    event, truth = simulate_track(
+        spec, geo, rng, run_id=run_id, event_id=event_id, event_time=when, stream=stream, systematics=systematics
+    )
     write_json(output, checked_event_doc(event, truth), indent=None)
     n_doms = len(set(zip(event.pulses.string.tolist(), event.pulses.om.tolist())))
     click.echo(
         f"wrote {output}: run {event.run_id} event {event.event_id}, {len(event.pulses)} pulses on {n_doms} DOMs, "
         f"{float(event.pulses.charge.sum()):.0f} pe; truth zenith {truth.zenith_deg:.2f} azimuth {truth.azimuth_deg:.2f} deg"
+        + _systematics_note(truth.systematics)
+    )
+
+
+def _systematics_note(drawn: dict[str, Any] | None) -> str:
+    """The drawn variations in a few words for the summary line ("" for the nominal model)."""
+    if drawn is None:
+        return ""
+    jitter = drawn.get("jitter_ns")
+    jitter_text = "" if jitter is None else f", jitter {jitter:.2f} ns"
+    return (
+        f"; systematics: absorption x{drawn['absorption_scale']:.3f}, scattering x{drawn['scattering_scale']:.3f}, "
+        f"efficiency x{drawn['efficiency_scale']:.3f}, noise x{drawn['noise_rate_scale']:.3f}{jitter_text}, "
+        f"{drawn['delay_model']} delays"
     )
 
 
@@ -193,6 +226,7 @@ def _simulate_count(
     event_time: str,
     stream: str,
     geometry_arg: str | None,
+    systematics: Systematics,
 ) -> None:
     """`simulate --count N -o DIR`: a seeded batch of events (skyscan.reco.simbatch) and its truth table."""
     import csv
@@ -238,6 +272,7 @@ def _simulate_count(
         time_ns=time_ns,
         starting=starting,
         stream=stream,
+        systematics=None if systematics.is_null else systematics,
     )
     batch.validate()
     geo = load_geometry(geometry_arg)
@@ -265,7 +300,9 @@ def _simulate_count(
     last = event_id + count - 1
     click.echo(
         f"wrote {count} events to {output}: run {run_id}, event ids {event_id}..{last}, energies {lo:g}..{hi:g} "
-        f"GeV log-uniform, {batch.directions} directions, seed {seed}; truth table {folder / 'truth.csv'}"
+        f"GeV log-uniform, {batch.directions} directions, seed {seed}"
+        + ("" if systematics.is_null else f", systematics {systematics.label}")
+        + f"; truth table {folder / 'truth.csv'}"
     )
 
 
@@ -308,15 +345,25 @@ def geometry_export(output: str, name: str) -> None:
 @click.option("--azimuth", type=float, help="Detector azimuth (deg).")
 @click.option("--ra", type=float, help="Right ascension (deg, J2000).")
 @click.option("--dec", type=float, help="Declination (deg, J2000).")
-def coords(when: str, zenith: float | None, azimuth: float | None, ra: float | None, dec: float | None) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object {time, zenith_deg, azimuth_deg, ra_deg, dec_deg} instead of the table.",
+)
+def coords(
+    when: str, zenith: float | None, azimuth: float | None, ra: float | None, dec: float | None, as_json: bool
+) -> None:
     """Convert a direction between the detector frame and J2000 equatorial coordinates.
 
-    Give either --zenith and --azimuth, or --ra and --dec; both forms are printed.
+    Give either --zenith and --azimuth, or --ra and --dec; both forms are printed (with --json as one JSON
+    object: time in ISO 8601 UTC, angles in degrees, azimuth and RA in [0, 360)).
 
     \b
     Examples:
       skyscan coords --time 2026-03-14T15:09:26Z --zenith 118 --azimuth 231
       skyscan coords --time 2026-03-14T15:09:26Z --ra 77.36 --dec 5.69
+      skyscan coords --time 2026-03-14T15:09:26Z --zenith 118 --azimuth 231 --json
     """
     from skyscan.reco import coords as co
     from skyscan.reco.event import format_time, parse_time
@@ -340,6 +387,18 @@ def coords(when: str, zenith: float | None, azimuth: float | None, ra: float | N
             raise InputError("--dec must lie in [-90, 90] and --ra be finite")
         z, a = co.equatorial_to_local(math.radians(ra), math.radians(dec), t)
         ra_v, dec_v, zen_v, azi_v = ra % 360, dec, math.degrees(float(z)), math.degrees(float(a))
+    if as_json:
+        import json
+
+        doc = {
+            "time": format_time(t),
+            "zenith_deg": float(zen_v),
+            "azimuth_deg": float(azi_v) % 360.0,
+            "ra_deg": float(ra_v) % 360.0,
+            "dec_deg": float(dec_v),
+        }
+        click.echo(json.dumps(doc))
+        return
     click.echo(f"time     {format_time(t)}")
     click.echo(f"detector zenith {zen_v:9.4f} deg  azimuth {azi_v:9.4f} deg")
     click.echo(f"J2000    RA     {ra_v:9.4f} deg  Dec     {dec_v:9.4f} deg")

@@ -18,10 +18,15 @@ The writer names a layer's submit file ``<layer>.sub`` (and writes absolute path
 descriptions), so a group of job nodes becomes a layer named after its submit file, and a name formatter
 maps (layer, index) back to the workflow's node names. A node's ``dir`` is the writer's own ``DIR``. No path in
 the written files is absolute.
+
+The writer costs about a millisecond for a small graph, and a campaign writes the same top-level graph for each
+of its events (only the header comment differs), so ``dag_text`` keeps the texts of the last few workflows,
+keyed by the workflow's full ``repr`` (every node, option and edge): an equal workflow gets the same text.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,9 @@ from skyscan.workflow import Node, Script, Workflow
 
 #: Seconds between DAGMan's rewrites of the node status file.
 NODE_STATUS_UPDATE_SECONDS = 30
+#: Workflows whose DAG text (without its header) ``dag_text`` remembers.
+TEXT_CACHE_SIZE = 8
+_texts: OrderedDict[str, str] = OrderedDict()
 
 
 def _script(script: Script | None) -> Any:
@@ -95,12 +103,30 @@ def _writer_dag(**options: Any) -> Any:
 
 
 def dag_text(wf: Workflow, header: str = "") -> str:
-    """The DAGMan file of a workflow, produced by ``htcondor2.dags`` (see the module docstring)."""
+    """The DAGMan file of a workflow, produced by ``htcondor2.dags`` (see the module docstring).
+
+    The text of an equal workflow (same ``repr``) is taken from the cache of the last ``TEXT_CACHE_SIZE``.
+    """
+    key = repr(wf)
+    body = _texts.get(key)
+    if body is None:
+        body = _render(wf)
+        _texts[key] = body
+        while len(_texts) > TEXT_CACHE_SIZE:
+            _texts.popitem(last=False)
+    else:
+        _texts.move_to_end(key)
+    return header + body
+
+
+def _render(wf: Workflow) -> str:
+    """The writer's DAG text of ``wf`` with the workarounds, without a header."""
     from htcondor2 import Submit, dags
     from htcondor2.dags.writer import DAGWriter
 
     wf.check_acyclic()
     names: dict[tuple[str, int], str] = {}
+    by_name: dict[str, tuple[str, int]] = {}
 
     class _Names(dags.NodeNameFormatter):  # type: ignore[misc]
         """The workflow's own node names instead of the writer's ``layer:index``."""
@@ -112,10 +138,13 @@ def dag_text(wf: Workflow, header: str = "") -> str:
                 raise InputError(f"the DAG writer asked for an unknown node {layer_name}:{node_index}") from None
 
         def parse(self, node_name: str) -> tuple[str, int]:
-            for key, value in names.items():
-                if value == node_name:
-                    return key
-            raise InputError(f"unknown node name {node_name!r}")
+            if len(by_name) != len(names):  # built once the names are complete (the writer only generates)
+                by_name.clear()
+                by_name.update((value, key) for key, value in names.items())
+            try:
+                return by_name[node_name]
+            except KeyError:
+                raise InputError(f"unknown node name {node_name!r}") from None
 
     nsf = None
     if wf.node_status_file:
@@ -189,7 +218,7 @@ def dag_text(wf: Workflow, header: str = "") -> str:
     if writer.join_factory.joins:
         raise InputError("the DAG writer inserted join nodes; skyscan does not write their submit file")
     lines = _fix_meta(lines, wf)
-    return header + "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def _fix_meta(lines: list[str], wf: Workflow) -> list[str]:

@@ -6,14 +6,20 @@ The top-level DAG::
 
 ``stage<k>`` is an external sub-DAG whose file is written at run time by its PRE script
 (``./skyscan-node plan . --stage k``, ``skyscan.nodes.plan``): only then are the pixels to refine known.
+Each node declares its outputs (``skyscan.workflow.Output``), written beside each DAG file as
+``<name>.outputs.json`` (:func:`write_declared_outputs`): what a resuming executor re-checks.
 docs/graph.md explains every node and how a scan resumes. What each node does is ``skyscan.nodes``'s; the
 directory's file names are ``skyscan.graph.layout``'s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import secrets
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,24 +28,32 @@ from typing import Any
 from skyscan.atomic import write_text
 from skyscan.errors import InputError
 from skyscan.graph.layout import (
+    CONFIG_FILE,
+    END_STATE,
+    LOGS_DIR,
+    PREPARE_RECORD,
+    RESULT_CHECK,
     TOP_DAG,
     WRAPPER,
     ScanLayout,
     batch_name,
     batch_path,
     jobstate_log_name,
+    outputs_name,
     result_path,
     scan_node_name,
+    setup_prefix,
     stage_dag_name,
     stage_node_name,
     status_file_name,
     submit_file_name,
 )
 from skyscan.graph.refine import batch_count
+from skyscan.products.summary import SUMMARY_FILE
 from skyscan.resources import data_dir
 from skyscan.settings.scan import ScanConfig, load_config
 from skyscan.settings.site import SiteProfile
-from skyscan.workflow import Script, Workflow
+from skyscan.workflow import Output, Script, Workflow
 
 WRAPPER_CALL = "./" + WRAPPER
 PRE_SKIP_CODE = 100  # `node plan`: nothing left to refine, the stage node counts as done
@@ -68,6 +82,7 @@ def _add_scan_nodes(wf: Workflow, config: ScanConfig, stage: int, sizes: list[in
             retries=config.retries or None,
             retry_unless_exit=BAD_INPUT_EXIT if config.retries else None,
             category=SCAN_CATEGORY,
+            outputs=(Output(result_path(stage, b), RESULT_CHECK),),
         )
         names.append(name)
     return names
@@ -86,9 +101,11 @@ def top_workflow(config: ScanConfig) -> Workflow:
         jobstate_log=jobstate_log_name(TOP_DAG),
         getenv=("SKYSCAN_PYTHON", "SKYSCAN_SETUP"),
     )
-    wf.add_job("prepare", submit_file_name("prepare"))
     first = config.stages[0]
-    previous = _add_scan_nodes(wf, config, 0, batch_sizes(first.npix_sky, first.pixels_per_job))
+    sizes = batch_sizes(first.npix_sky, first.pixels_per_job)
+    prepared = (Output(PREPARE_RECORD), *(Output(batch_path(0, b)) for b in range(len(sizes))))
+    wf.add_job("prepare", submit_file_name("prepare"), outputs=prepared)
+    previous = _add_scan_nodes(wf, config, 0, sizes)
     for name in previous:
         wf.add_edge("prepare", name)
     for stage in config.stages[1:]:
@@ -98,11 +115,12 @@ def top_workflow(config: ScanConfig) -> Workflow:
             stage_dag_name(k),
             pre=Script(WRAPPER_CALL, ("plan", ".", "--stage", str(k))),
             pre_skip=PRE_SKIP_CODE,
+            outputs=(Output(stage_dag_name(k), "subdag"),),  # every result its scan nodes declare
         )
         for name in previous:
             wf.add_edge(name, stage_node_name(k))
         previous = [stage_node_name(k)]
-    wf.add_job("merge", submit_file_name("merge"))
+    wf.add_job("merge", submit_file_name("merge"), outputs=(Output(SUMMARY_FILE),))  # written after the maps
     for name in previous:
         wf.add_edge(name, "merge")
     # DAGMan expands $DAG_STATUS and $FAILED_COUNT in scripts only: the FINAL node's PRE script records them.
@@ -110,6 +128,7 @@ def top_workflow(config: ScanConfig) -> Workflow:
         "final",
         submit_file_name("final"),
         pre=Script(WRAPPER_CALL, ("final", ".", "--dag-status", "$DAG_STATUS", "--failed-count", "$FAILED_COUNT")),
+        outputs=(Output(END_STATE),),
     )
     return wf
 
@@ -124,6 +143,15 @@ def stage_workflow(config: ScanConfig, stage: int, sizes: list[int]) -> Workflow
     )
     _add_scan_nodes(wf, config, stage, sizes)
     return wf
+
+
+def write_declared_outputs(wf: Workflow, dag_path: str | os.PathLike[str]) -> Path:
+    """Write ``<name>.outputs.json``: the outputs ``wf``'s nodes declare, for the DAG file ``dag_path`` (written
+    already from ``wf``: the declaration records its digest). ``write_scan`` calls it for the top-level DAG, the
+    plan step for each stage's sub-DAG."""
+    from skyscan.local.verify import write_outputs
+
+    return write_outputs(dag_path, wf.declared_outputs())
 
 
 def dag_header(title: str) -> str:
@@ -155,17 +183,41 @@ def _event_identity(path: Path) -> tuple[Any, ...]:
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in event_to_dict(ef.event, ef.truth).items()))
 
 
-def _check_outdir(outdir: Path, event_path: Path, config: ScanConfig) -> bool:
-    """True if ``outdir`` already holds this scan (resume); raise if it holds anything else."""
+def _setup_names() -> set[str]:
+    """Every name set-up writes (a folder holding only these and no event.json is a set-up cut short)."""
+    from skyscan.condor.submit import SUBMIT_KINDS
+
+    names = {CONFIG_FILE, WRAPPER, LOGS_DIR, TOP_DAG, outputs_name(TOP_DAG)}
+    return names | {submit_file_name(kind) for kind in SUBMIT_KINDS}
+
+
+def _partial_setup(outdir: Path) -> bool:
+    """True if ``outdir`` holds only what an interrupted set-up writes (no event.json, an empty logs/)."""
+    names = _setup_names()
+    for entry in outdir.iterdir():
+        if entry.name.startswith(".") and entry.name.endswith(".part"):
+            continue  # a temporary file of skyscan.atomic left by a killed set-up
+        if entry.name not in names:
+            return False
+        if entry.name == LOGS_DIR and (not entry.is_dir() or any(entry.iterdir())):
+            return False
+    return True
+
+
+def _check_outdir(outdir: Path, event_path: Path, config: ScanConfig) -> str:
+    """What ``outdir`` is: ``"new"`` (absent), ``"empty"``, ``"partial"`` (a set-up cut short, completed now) or
+    ``"reuse"`` (this scan: resume); raise if it holds anything else."""
     if not outdir.exists():
-        return False
+        return "new"
     if not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a directory")
     if not any(outdir.iterdir()):
-        return False
+        return "empty"
     layout = ScanLayout(outdir)
     existing = layout.event
     if not existing.is_file():
+        if _partial_setup(outdir):
+            return "partial"
         raise InputError(f"{outdir}: not empty and holds no skyscan scan (no event.json); choose another directory")
     try:
         same = _event_identity(existing) == _event_identity(event_path)
@@ -183,7 +235,32 @@ def _check_outdir(outdir: Path, event_path: Path, config: ScanConfig) -> bool:
             raise InputError(
                 f"{outdir}: holds a scan of this event with a different configuration; choose another directory"
             )
+    return "reuse"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
+
+
+def _remove_stale_setups(outdir: Path) -> None:
+    """Temporary set-up folders of ``outdir`` whose process is gone (killed during set-up)."""
+    prefix = setup_prefix(outdir.name)
+    try:
+        entries = list(outdir.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir():
+            continue
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def install_wrapper(outdir: Path) -> Path:
@@ -194,6 +271,34 @@ def install_wrapper(outdir: Path) -> Path:
     mode = target.stat().st_mode
     target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR)
     return target
+
+
+def _populate(
+    folder: Path, event_file: Path, config: ScanConfig, submit_texts: dict[str, str], title: str, write_event: bool
+) -> tuple[Path, dict[str, Path]]:
+    """Write every set-up file into ``folder`` (each atomically); event.json last: it marks a whole set-up."""
+    layout = ScanLayout(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layout.logs.mkdir(exist_ok=True)
+    write_text(layout.config, config.to_yaml())
+    install_wrapper(folder)
+    subs: dict[str, Path] = {}
+    for kind, text in submit_texts.items():
+        subs[kind] = layout.submit_file(kind)
+        write_text(subs[kind], text)
+    from skyscan.condor.dagwriter import write_dag
+
+    wf = top_workflow(config)
+    write_dag(wf, layout.top_dag, dag_header(title))
+    write_declared_outputs(wf, layout.top_dag)
+    if write_event:
+        write_text(layout.event, event_file.read_text(encoding="utf-8"))
+    return layout.wrapper, subs
+
+
+def _setup_error(folder: Path, exc: OSError) -> InputError:
+    reason = exc.strerror or exc.__class__.__name__
+    return InputError(f"{folder}: cannot write the scan directory ({reason}); free space or fix it and run again")
 
 
 def write_scan(
@@ -207,8 +312,12 @@ def write_scan(
 
     A directory that already holds this event (and configuration) is reused: the files are rewritten
     identically, so DAGMan's rescue DAG or the local executor's run state resumes the scan.
+
+    Set-up is recoverable: a new directory is built under a temporary name beside it (``.<name>.setup-<pid>-…``)
+    and renamed into place, so it appears whole or not at all; an existing empty directory, or one holding only
+    what an interrupted set-up writes (no event.json yet), is completed in place, event.json last. A write that
+    fails (a full disk) is an InputError naming the directory; the same command succeeds once it can write.
     """
-    from skyscan.condor.dagwriter import write_dag
     from skyscan.condor.submit import SUBMIT_KINDS, render_submit
     from skyscan.graph.event import load_event
 
@@ -217,34 +326,53 @@ def write_scan(
     ef, _ = load_event(event_file)  # raises InputError: nothing written yet
     name = batch_name(ef.event.run_id, ef.event.event_id)
     submit_texts = {kind: render_submit(kind, site, config, name, python) for kind in SUBMIT_KINDS}
-    reused = _check_outdir(folder, event_file, config)
-
-    layout = ScanLayout(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    layout.logs.mkdir(exist_ok=True)
-    event_copy = layout.event
-    if not reused:
-        write_text(event_copy, event_file.read_text(encoding="utf-8"))
-    config_path = layout.config
-    write_text(config_path, config.to_yaml())
-    wrapper = install_wrapper(folder)
-    subs: dict[str, Path] = {}
-    for kind, text in submit_texts.items():
-        subs[kind] = layout.submit_file(kind)
-        write_text(subs[kind], text)
-    dag = layout.top_dag
     title = f"skyscan top-level DAG of run {ef.event.run_id} event {ef.event.event_id}"
-    write_dag(top_workflow(config), dag, dag_header(title))
+    state = _check_outdir(folder, event_file, config)
+    _remove_stale_setups(folder)
+    if state == "new":
+        state = _build_beside(folder, event_file, config, submit_texts, title)
+    if state != "built":
+        try:
+            _populate(folder, event_file, config, submit_texts, title, write_event=state != "reuse")
+        except OSError as exc:
+            raise _setup_error(folder, exc) from None
+    layout = ScanLayout(folder)
     return ScanPaths(
         outdir=folder,
-        dag=dag,
-        event=event_copy,
-        config=config_path,
-        wrapper=wrapper,
-        submit_files=subs,
+        dag=layout.top_dag,
+        event=layout.event,
+        config=layout.config,
+        wrapper=layout.wrapper,
+        submit_files={kind: layout.submit_file(kind) for kind in submit_texts},
         batch_name=name,
-        reused=reused,
+        reused=state == "reuse",
     )
+
+
+def _build_beside(
+    folder: Path, event_file: Path, config: ScanConfig, submit_texts: dict[str, str], title: str
+) -> str:
+    """Build a new scan directory under a temporary name in its parent, then rename it into place.
+
+    ``"built"``; or, if another process created ``folder`` meanwhile, what :func:`_check_outdir` says it is now.
+    """
+    tmp = folder.parent / f"{setup_prefix(folder.name)}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        _populate(tmp, event_file, config, submit_texts, title, write_event=True)
+        os.rename(tmp, folder)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and folder.is_dir():
+            return _check_outdir(folder, event_file, config)  # a concurrent set-up won: reuse or complete it
+        raise _setup_error(folder, exc) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
+    return "built"
 
 
 def scan_config(outdir: str | os.PathLike[str]) -> ScanConfig:

@@ -3,9 +3,11 @@
 A scan directory (``skyscan submit``/``skyscan run`` OUTDIR) holds::
 
     event.json  config.yaml  skyscan-node  <kind>.sub  logs/
-    skyscan.dag  skyscan.dag.status  skyscan.dag.jobstate.log  skyscan.dag.dagman.out  skyscan.dag.runstate.json
+    skyscan.dag  skyscan.outputs.json  skyscan.dag.status  skyscan.dag.jobstate.log  skyscan.dag.dagman.out
+    skyscan.dag.runstate.json
     prepare.json
     stage<k>/batch-NNNN.txt  stage<k>/scan-s<k>-NNNN.h5  stage<k>/plan.json  stage<k>.dag (+ its .status, ...)
+    stage<k>.outputs.json
     end_state.json
     summary.json  skymap.h5  skymap.multiorder.fits  skymap.2dllh.fits  plots/*.png  circular.txt  notice.json
 
@@ -31,6 +33,9 @@ CONFIG_FILE = "config.yaml"
 EVENT_FILE = "event.json"
 LOGS_DIR = "logs"
 WRAPPER = "skyscan-node"
+#: The check the graph declares for a scan node's result file (``module:function``, ``skyscan.local.verify``):
+#: the result files' owner verifies them.
+RESULT_CHECK = "skyscan.nodes.results:verify_result"
 #: What DAGMan writes beside a DAG file it runs: ``<dag><suffix>``.
 CONDOR_SUFFIXES = (".status", ".jobstate.log", ".dagman.out")
 
@@ -104,6 +109,18 @@ def runstate_name(dag_name: str) -> str:
     from skyscan.local.runstate import runstate_path
 
     return runstate_path(dag_name).name
+
+
+def outputs_name(dag_name: str) -> str:
+    """The declared outputs of a DAG's nodes (``skyscan.local.verify.outputs_path`` owns the rule)."""
+    from skyscan.local.verify import outputs_path
+
+    return outputs_path(dag_name).name
+
+
+def setup_prefix(outdir_name: str) -> str:
+    """The start of the temporary name a scan directory is built under beside it (``.<name>.setup-``)."""
+    return f".{outdir_name}.setup-"
 
 
 def submit_file_name(kind: str) -> str:
@@ -183,6 +200,9 @@ class ScanLayout:
     def condor_files(self, dag_name: str) -> list[Path]:
         """What DAGMan writes beside ``dag_name`` while it runs it."""
         return [self.root / f"{dag_name}{suffix}" for suffix in CONDOR_SUFFIXES]
+
+    def outputs(self, dag_name: str) -> Path:
+        return self.root / outputs_name(dag_name)
 
     def runstate(self, dag_name: str) -> Path:
         return self.root / runstate_name(dag_name)

@@ -227,3 +227,87 @@ def select_stage(
     done = px[ns == nside]
     pixels = np.setdiff1d(pixels, done).astype(np.int64)
     return Selection(stage=stage, nside=nside, prev_nside=prev_nside, rule=rule, best=best, refined=refined, pixels=pixels)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolving the region: refinement past the last configured stage (docs/graph.md, "Resolving the region")
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resolution:
+    """How finely the containment region at one level is sampled: its pixels at the finest scanned nside.
+
+    ``pixels`` counts the finest-nside pixels with a finite llh and 2*delta-llh (from the global best) at most
+    ``threshold``; the region is resolved when that is at least ``min_pixels``."""
+
+    nside: int
+    pixels: int
+    threshold: float
+    min_pixels: int
+
+    @property
+    def resolved(self) -> bool:
+        return self.pixels >= self.min_pixels
+
+
+def region_resolution(
+    nside_arr: npt.ArrayLike, ipix_arr: npt.ArrayLike, llh_arr: npt.ArrayLike, threshold: float, min_pixels: int
+) -> Resolution:
+    """The ``Resolution`` of the region 2*delta-llh <= ``threshold`` over every result so far (any nsides).
+
+    Raises ``SkyscanError`` when no pixel has a finite llh (there is no region)."""
+    ns, px, lh = _as_arrays(nside_arr, ipix_arr, llh_arr)
+    best = global_best(ns, px, lh)
+    if best is None:
+        raise SkyscanError("no scanned pixel has a finite llh, so there is no containment region")
+    finest = int(ns.max())
+    with np.errstate(invalid="ignore"):
+        inside = (ns == finest) & np.isfinite(lh) & (2.0 * (lh - best.llh) <= threshold)
+    pixels = int(np.unique(px[inside]).size)
+    return Resolution(nside=finest, pixels=pixels, threshold=float(threshold), min_pixels=int(min_pixels))
+
+
+def resolve_nside(resolution: Resolution, max_nside: int) -> int | None:
+    """The nside of the next resolving stage, None when the region is resolved or ``max_nside`` is reached.
+
+    The factor is the smallest power of two f with pixels * f**2 >= min_pixels (a region of n pixels holds about
+    n * f**2 pixels at f times the nside), at least 2, and the result is capped at ``max_nside``. One stage thus
+    normally suffices; if the region shrinks as it is resolved (a best fit that sharpens), the next stage goes on.
+    """
+    _check_nside(max_nside)
+    if resolution.resolved or resolution.nside >= max_nside:
+        return None
+    have = max(resolution.pixels, 1)
+    factor = 2
+    while have * factor * factor < resolution.min_pixels:
+        factor *= 2
+    return min(resolution.nside * factor, max_nside)
+
+
+def resolve_refine_cap(max_refine: int, min_pixels: int) -> int:
+    """Pixels of the finest stage a resolving stage may refine: the region (fewer than ``min_pixels``), its
+    margin and its ring of neighbours fit in 3 * min_pixels; never fewer than ``scan.adaptive.max_refine``."""
+    return max(int(max_refine), 3 * int(min_pixels), 1)
+
+
+def select_resolve_stage(
+    stage: int,
+    nside_arr: npt.ArrayLike,
+    ipix_arr: npt.ArrayLike,
+    llh_arr: npt.ArrayLike,
+    nside: int,
+    threshold: float,
+    margin: float,
+    max_refine: int,
+) -> Selection:
+    """A resolving stage's pixels: the adaptive rule applied at the finest scanned nside (the region's pixels
+    within ``threshold + margin``, their neighbours and the pixel under the best fit, nearest first), refined to
+    ``nside``. Only the region's neighbourhood is scanned, so the cost follows the region, not the sky."""
+    ns, px, lh = _as_arrays(nside_arr, ipix_arr, llh_arr)
+    best = global_best(ns, px, lh)
+    if best is None:
+        raise SkyscanError(f"stage {stage}: no scanned pixel has a finite llh, so there is no best fit to refine")
+    prev_nside = int(ns.max())
+    refined, pixels = refine_adaptive(ns, px, lh, best, prev_nside, nside, threshold, margin, max_refine)
+    pixels = np.setdiff1d(pixels, px[ns == nside]).astype(np.int64)
+    return Selection(stage=stage, nside=nside, prev_nside=prev_nside, rule="resolve", best=best, refined=refined,
+                     pixels=pixels)

@@ -5,6 +5,10 @@ Sources, per DAG file (``skyscan.dag`` and each ``stage<k>.dag``):
   running?", the ``DAGMAN_STARTED``/``DAGMAN_FINISHED`` lines of the jobstate log ``<dag>.jobstate.log``;
 * local: the executor's run-state file ``<dag>.runstate.json``.
 The DAG files give each node's pixel count (VARS npix); ``end_state.json`` the outcome once FINAL ran.
+With the local backend, a node counted done whose declared outputs are damaged (missing, truncated, failing their checksum:
+``skyscan.local.verify``) counts as waiting, as the local executor will run it again, and is listed under
+``damaged_nodes``; so a stage whose result is damaged never shows complete. A local run stopped before its end
+(Ctrl-C, a killed executor) is ``interrupted``, as ``campaign status`` says.
 ``scan_status(...).as_json()`` is the ``skyscan-status/1`` document the alert watcher reads. The file names are
 ``skyscan.graph.layout``'s; DAGMan's own files are parsed by ``skyscan.dagman.nodestatus``.
 """
@@ -20,7 +24,7 @@ from typing import Any
 from skyscan.dagman.nodestatus import CONDOR_NODE_STATES as CONDOR_NODE_STATES
 from skyscan.dagman.nodestatus import parse_jobstate_log as parse_jobstate_log
 from skyscan.dagman.nodestatus import parse_node_status as parse_node_status
-from skyscan.errors import InputError
+from skyscan.errors import InputError, SkyscanError
 from skyscan.graph.endstate import read_end_state
 from skyscan.graph.layout import TOP_DAG, ScanLayout, parse_scan_node_name, stage_dag_name, stage_node_name
 from skyscan.timestamps import utcnow
@@ -79,11 +83,12 @@ class StageStatus:
 class ScanStatus:
     outdir: str
     backend: str  # local | condor | unknown
-    state: str  # not-started | running | done | failed
+    state: str  # not-started | running | done | failed | interrupted
     stages: list[StageStatus]
     failed_nodes: list[str]
     end_state: dict[str, Any] | None
     updated: str
+    damaged_nodes: dict[str, str] = field(default_factory=dict)  # node -> why its output is not whole
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +100,7 @@ class ScanStatus:
             "failed_nodes": list(self.failed_nodes),
             "end_state": self.end_state,
             "updated": self.updated,
+            "damaged_nodes": dict(self.damaged_nodes),
         }
 
 
@@ -137,6 +143,7 @@ class DagState:
     nodes: dict[str, str]
     running: bool | None = None  # the DAG manager itself (None: unknown)
     status: int | None = None  # DAG exit status once finished
+    interrupted: bool = False  # stopped before its end (Ctrl-C, killed): a rerun resumes it
 
 
 def local_dag_state(runstate: dict[str, Any]) -> DagState:
@@ -151,7 +158,9 @@ def local_dag_state(runstate: dict[str, Any]) -> DagState:
     finished = runstate.get("finished")
     running = finished is None and pid_alive(runstate.get("pid"))
     status = runstate.get("dag_status") if finished is not None else None
-    return DagState(nodes, running=running, status=status if isinstance(status, int) else None)
+    interrupted = not running and (finished is None or runstate.get("interrupted") is True)
+    return DagState(nodes, running=running, status=status if isinstance(status, int) else None,
+                    interrupted=interrupted)
 
 
 def _local_state(folder: Path, dag: str) -> DagState | None:
@@ -185,6 +194,23 @@ def _condor_state(folder: Path, dag: str) -> DagState | None:
             running = finished is None or finished < started
             status = None if running else exit_status
     return DagState(nodes, running=running, status=status)
+
+
+def _mark_damaged(dag_path: Path, state: DagState | None, damaged: dict[str, str]) -> None:
+    """Move done nodes of ``state`` whose declared outputs are not whole to waiting, recording why."""
+    if state is None or not any(s == "done" for s in state.nodes.values()):
+        return
+    from skyscan.dagman.parse import parse_dag
+    from skyscan.local.verify import damaged_nodes
+
+    try:
+        dag = parse_dag(dag_path)
+        found = damaged_nodes(dag, [n for n, s in state.nodes.items() if s == "done"])
+    except (InputError, SkyscanError):
+        return
+    for name, why in found.items():
+        state.nodes[name] = "waiting"
+        damaged.setdefault(name, why)
 
 
 def _mtime(path: Path) -> float | None:
@@ -245,6 +271,21 @@ def _plan_skipped(folder: Path, stage: int) -> bool:
         return False
 
 
+def _resolve_record(folder: Path, stage: int) -> int | None:
+    """The nside of resolving stage ``stage`` when its plan record says it was scanned, else None."""
+    text = _read(ScanLayout(folder).plan_record(stage))
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("rule") != "resolve" or doc.get("skipped"):
+        return None
+    nside = doc.get("nside")
+    return nside if isinstance(nside, int) and not isinstance(nside, bool) and nside > 0 else None
+
+
 def scan_status(outdir: str | Path) -> ScanStatus:
     """The status of a scan directory (InputError if it is not one)."""
     folder = Path(outdir)
@@ -263,7 +304,10 @@ def scan_status(outdir: str | Path) -> ScanStatus:
         return None
 
     nsides = _stage_nsides(folder)
+    damaged: dict[str, str] = {}
     top = state_of(TOP_DAG)
+    if backend == "local":  # the local executor redoes a damaged node on resume; DAGMan does not look
+        _mark_damaged(layout.top_dag, top, damaged)
     top_nodes = _dag_nodes(layout.top_dag)
     failed_nodes: list[str] = []
     sources = [layout.runstate(TOP_DAG), layout.status_file(TOP_DAG), layout.jobstate_log(TOP_DAG)]
@@ -276,6 +320,8 @@ def scan_status(outdir: str | Path) -> ScanStatus:
         else:
             dag = stage_dag_name(k)
             sub = state_of(dag)
+            if backend == "local":
+                _mark_damaged(layout.dag(dag), sub, damaged)
             sources.extend([layout.runstate(dag), layout.status_file(dag)])
             counts, pixels = _collect(_dag_nodes(layout.dag(dag)), sub, k)
             node_state = top.nodes.get(stage_node_name(k)) if top else None
@@ -283,6 +329,24 @@ def scan_status(outdir: str | Path) -> ScanStatus:
             if sub:
                 failed_nodes.extend(n for n, s in sub.nodes.items() if s == "failed")
         stages.append(StageStatus(stage=k, nside=nside, state=state, nodes=counts, pixels=pixels))
+    # resolving stages (docs/graph.md, "Resolving the region"): planned at run time past the configured ones,
+    # each known from its plan record; one that was skipped (the region was resolved) is not listed
+    k = len(nsides)
+    while nsides:
+        record = _resolve_record(folder, k)
+        if record is None:
+            break
+        dag = stage_dag_name(k)
+        sub = state_of(dag)
+        if backend == "local":
+            _mark_damaged(layout.dag(dag), sub, damaged)
+        sources.extend([layout.runstate(dag), layout.status_file(dag)])
+        counts, pixels = _collect(_dag_nodes(layout.dag(dag)), sub, k)
+        state = _stage_state(counts, None, layout.dag(dag).is_file(), False)
+        if sub:
+            failed_nodes.extend(n for n, s in sub.nodes.items() if s == "failed")
+        stages.append(StageStatus(stage=k, nside=record, state=state, nodes=counts, pixels=pixels))
+        k += 1
     if top:
         top_failed = [n for n, s in top.nodes.items() if s == "failed"]
         failed_nodes = top_failed + [n for n in failed_nodes if n not in top_failed]
@@ -299,6 +363,7 @@ def scan_status(outdir: str | Path) -> ScanStatus:
         failed_nodes=failed_nodes,
         end_state=end,
         updated=updated,
+        damaged_nodes=damaged,
     )
 
 
@@ -323,12 +388,14 @@ def _overall_state(top: DagState | None, end: dict[str, Any] | None) -> str:
         return str(end_state) if end_state else "not-started"
     if top.running:
         return "running"  # an end_state.json of an earlier attempt does not count while a resumed run goes on
+    if top.interrupted:
+        return "interrupted"  # stopped (Ctrl-C, killed) before the FINAL node: `skyscan run` again resumes it
     if end_state:
         return str(end_state)
     if top.status is not None:
         return "done" if top.status == 0 else "failed"
     if top.running is False:
-        return "failed"  # the DAG manager stopped without the FINAL node's end state (interrupted)
+        return "failed"  # the DAG manager stopped without the FINAL node's end state
     return "running"
 
 
@@ -351,6 +418,8 @@ def format_status(status: ScanStatus) -> str:
         cells = [c.ljust(w) if i in (2,) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     lines.append("failed nodes: " + (", ".join(status.failed_nodes) if status.failed_nodes else "none"))
+    for name, why in status.damaged_nodes.items():
+        lines.append(f"damaged output of {name}: {why} (run the scan again to redo it)")
     if status.end_state:
         e = status.end_state
         lines.append(

@@ -6,6 +6,9 @@ nothing about skyscan's nodes. The one-line formats here are those of ``<dagfile
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ __all__ = [
     "ACTIVE_STATES",
     "STATES",
     "SUCCESS_STATES",
+    "TRACE_ENV",
     "BaseObserver",
     "DagFinished",
     "DagObserver",
@@ -23,11 +27,14 @@ __all__ = [
     "NodeEvent",
     "NodeInfo",
     "RunResult",
+    "TraceObserver",
     "format_dag_finished",
     "format_dag_started",
     "format_node_event",
 ]
 
+#: Environment variable naming a file to which the executor appends a timing trace (one JSON line per event).
+TRACE_ENV = "SKYSCAN_EXECUTOR_TRACE"
 #: Node states, in the order a node normally passes through them (``skipped``: its PRE script said so).
 STATES = ("waiting", "pre", "running", "post", "done", "failed", "skipped")
 #: States that count as success for the node's children and for resuming.
@@ -173,3 +180,41 @@ class LogObserver(BaseObserver):
 
     def dag_finished(self, event: DagFinished) -> None:
         self.write_line(format_dag_finished(event))
+
+
+class TraceObserver(BaseObserver):
+    """Append one JSON line per event, stamped with the wall clock in seconds since the epoch (sub-second).
+
+    The file log and the run-state file stamp events to the second; this trace (``SKYSCAN_EXECUTOR_TRACE``)
+    is for timing the critical path of a run (``benchmarks/scan.py``). Events go on to ``inner`` unchanged.
+    """
+
+    def __init__(self, path: str | Path, inner: DagObserver | None = None) -> None:
+        self.path = Path(path)
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    def _write(self, record: dict[str, object]) -> None:
+        record["t"] = time.time()
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def dag_started(self, event: DagStarted) -> None:
+        self._write({"event": "dag_started", "dag": str(event.dag), "depth": event.depth,
+                     "parent_node": event.parent_node})
+        if self.inner is not None:
+            self.inner.dag_started(event)
+
+    def node_changed(self, event: NodeEvent) -> None:
+        self._write({"event": "node_changed", "dag": str(event.dag), "depth": event.depth, "node": event.node,
+                     "state": event.state, "attempt": event.attempt, "return_code": event.return_code,
+                     "seconds": event.seconds})
+        if self.inner is not None:
+            self.inner.node_changed(event)
+
+    def dag_finished(self, event: DagFinished) -> None:
+        self._write({"event": "dag_finished", "dag": str(event.dag), "depth": event.depth,
+                     "dag_status": event.result.dag_status, "seconds": event.result.seconds})
+        if self.inner is not None:
+            self.inner.dag_finished(event)

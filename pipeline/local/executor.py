@@ -71,9 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dag", help="the .dag file")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="processes at once (default: CPU count)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no event lines on stderr")
+    parser.add_argument("--no-fork-server", action="store_true",
+                        help="start every job as a fresh process (no warm node processes)")
     args = parser.parse_args(argv)
     try:
-        result = run_dag(args.dag, jobs=args.jobs, observer=None if args.quiet else LogObserver(sys.stderr))
+        result = run_dag(args.dag, jobs=args.jobs, observer=None if args.quiet else LogObserver(sys.stderr),
+                         fork_server=False if args.no_fork_server else None)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

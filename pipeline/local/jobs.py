@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from skyscan.dagman.parse import Dag, DagNode
 from skyscan.dagman.quoting import parse_environment, split_arguments
-from skyscan.local.processes import StopControl, run_process
+from skyscan.local.processes import Launcher, StopControl, run_process
 
 __all__ = ["JobSpec", "NodeError", "prepare_job", "run_job"]
 
@@ -109,8 +109,11 @@ def _prepare_job_locked(dag: Dag, node: DagNode, attempt: int, macros: Mapping[s
                     stderr=in_cwd("error"))
 
 
-def run_job(spec: JobSpec, control: StopControl) -> int:
-    """Start the job with its stdio files (truncated, like HTCondor), wait, return its exit code."""
+def run_job(spec: JobSpec, control: StopControl, launcher: Launcher | None = None) -> int:
+    """Start the job with its stdio files (truncated, like HTCondor), wait, return its exit code.
+
+    ``launcher``: the warm fork server, which runs ``skyscan node …`` commands (docs/local-executor.md).
+    """
     with contextlib.ExitStack() as stack:
         opened: dict[Path, IO[bytes]] = {}
 
@@ -134,7 +137,7 @@ def run_job(spec: JobSpec, control: StopControl) -> int:
         if not spec.cwd.is_dir():
             raise NodeError(f"initial directory {spec.cwd} does not exist")
         try:
-            return run_process(spec.argv, spec.cwd, control, stdin, stdout, stderr, spec.env)
+            return run_process(spec.argv, spec.cwd, control, stdin, stdout, stderr, spec.env, launcher)
         except OSError as exc:
             raise NodeError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
 

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 __all__ = [
     "POLL_SECONDS",
     "RC_NOT_STARTED",
+    "Launcher",
     "StopControl",
     "Stopped",
     "describe_exit",
@@ -48,6 +49,13 @@ class StopControl:
     stopped: Callable[[], bool]  # true once the run, or the DAG the child belongs to, is stopping
     grace: float  # seconds between SIGTERM and SIGKILL
     force: threading.Event  # set by a second Ctrl-C: skip the grace period
+
+
+class Launcher(Protocol):
+    """Another way to start some commands (the warm fork server): returns None for a command it does not take."""
+
+    def run(self, argv: Sequence[str], cwd: Path, control: StopControl, stdin: IO[Any] | int, stdout: IO[Any] | int,
+            stderr: IO[Any] | int, env: Mapping[str, str] | None) -> int | None: ...
 
 
 def pid_alive(pid: object) -> bool:
@@ -83,8 +91,17 @@ def run_process(
     stdout: IO[Any] | int,
     stderr: IO[Any] | int,
     env: Mapping[str, str] | None = None,
+    launcher: Launcher | None = None,
 ) -> int:
-    """Run a child in its own process group and return its exit code; raise ``Stopped`` if stopped meanwhile."""
+    """Run a child in its own process group and return its exit code; raise ``Stopped`` if stopped meanwhile.
+
+    A ``launcher`` (the warm fork server) gets the command first; it runs the commands it knows and returns
+    their exit code, or None, and then the command runs as a fresh process.
+    """
+    if launcher is not None:
+        rc = launcher.run(argv, cwd, control, stdin, stdout, stderr, env)
+        if rc is not None:
+            return rc
     proc = subprocess.Popen(
         list(argv),
         cwd=cwd,

@@ -1,7 +1,9 @@
 """The run-state file ``<dagfile>.runstate.json``: the local executor's resume record, like a rescue DAG.
 
 One file per DAG file, beside it, in the shared ``skyscan-runstate/1`` format (docs/local-executor.md). A run
-keeps the done/skipped nodes of a previous run of the *same DAG content* (same digest) and reruns the rest.
+keeps the done/skipped nodes of a previous run of the *same DAG content* (same digest) and reruns the rest;
+a done node whose declared outputs are missing, incomplete or fail their checksum (``skyscan.local.verify``) is
+run again, and so is the FINAL node then (it reports the new outcome).
 Status readers (``skyscan status``, campaigns) read the file through :func:`read_runstate`.
 """
 
@@ -18,6 +20,7 @@ from skyscan.dagman.parse import Dag, DagNode
 from skyscan.errors import InputError, SkyscanError
 from skyscan.local.events import SUCCESS_STATES
 from skyscan.local.processes import pid_alive
+from skyscan.local.verify import damaged_nodes
 
 __all__ = [
     "RUNSTATE_SCHEMA",
@@ -118,7 +121,14 @@ def read_previous_run(dag: Dag, state_path: Path) -> PreviousRun:
     if doc.get("dag_digest") != dag.digest:
         note = f"{state_path.name} belongs to different DAG content: starting afresh"
         return PreviousRun(nodes={}, succeeded=False, resumed=False, notes=(note,))
-    return PreviousRun(nodes=doc["nodes"], succeeded=doc.get("dag_status") == 0, resumed=True, notes=())
+    nodes: dict[str, Any] = dict(doc["nodes"])
+    done = [name for name, prev in nodes.items() if isinstance(prev, dict) and prev.get("state") == "done"]
+    damaged = damaged_nodes(dag, done)
+    notes = tuple(f"{name}: its output {why}: running it again" for name, why in damaged.items())
+    for name in damaged:
+        del nodes[name]
+    succeeded = doc.get("dag_status") == 0 and not damaged
+    return PreviousRun(nodes=nodes, succeeded=succeeded, resumed=True, notes=notes)
 
 
 def restore_records(dag: Dag, previous: PreviousRun) -> dict[str, NodeRecord]:

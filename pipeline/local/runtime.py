@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyscan.local.events import DagObserver, LogObserver
-from skyscan.local.processes import POLL_SECONDS
+from skyscan.local.processes import POLL_SECONDS, Launcher
 from skyscan.timestamps import utcnow
 
 __all__ = ["Runtime"]
@@ -26,6 +26,7 @@ class Runtime:
     force: threading.Event  # a second Ctrl-C: skip the SIGTERM grace period
     grace: float  # seconds between SIGTERM and SIGKILL
     observer: DagObserver | None
+    launcher: Launcher | None = None  # the warm fork server for ``skyscan node …`` commands, if on
     slots: threading.BoundedSemaphore = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

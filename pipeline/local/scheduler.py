@@ -22,6 +22,7 @@ from skyscan.errors import InputError, SkyscanError
 from skyscan.local.events import (
     ACTIVE_STATES,
     SUCCESS_STATES,
+    TRACE_ENV,
     DagFinished,
     DagObserver,
     DagStarted,
@@ -29,7 +30,9 @@ from skyscan.local.events import (
     NodeEvent,
     NodeInfo,
     RunResult,
+    TraceObserver,
 )
+from skyscan.local.forkserver import ForkServers, fork_server_enabled
 from skyscan.local.processes import POLL_SECONDS, StopControl, Stopped, signal_handlers
 from skyscan.local.runstate import (
     NodeRecord,
@@ -56,6 +59,7 @@ def run_dag(
     *,
     grace: float = 3.0,
     handle_signals: bool = True,
+    fork_server: bool | None = None,
 ) -> RunResult:
     """Run a DAG file locally, resuming from its run-state file; see docs/local-executor.md.
 
@@ -63,18 +67,29 @@ def run_dag(
     CPU count). Setting ``stop_event`` (or Ctrl-C/SIGTERM when called from the main thread) stops the run:
     children get SIGTERM, then SIGKILL after ``grace`` seconds, and the result says ``interrupted``.
     Raises ``InputError`` for a malformed top-level DAG; node failures are reported in the result.
+    ``fork_server`` runs ``skyscan node …`` commands in forks of a warm process (default: on, unless the
+    environment variable ``SKYSCAN_FORK_SERVER`` is ``0``; see "Warm node processes" in docs/local-executor.md).
     """
     dag = parse_dag(dag_path)
     limit = jobs if jobs is not None else (os.cpu_count() or 1)
     if limit < 1:
         raise InputError(f"the number of parallel jobs must be at least 1, not {limit}")
+    use_forks = fork_server_enabled() if fork_server is None else fork_server and fork_server_enabled({})
+    forks = ForkServers() if use_forks else None
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        observer = TraceObserver(trace, observer)
     rt = Runtime(jobs=limit, stop=stop_event or threading.Event(), force=threading.Event(), grace=grace,
-                 observer=observer)
-    with signal_handlers(rt.stop, rt.force, handle_signals):
-        try:
-            return DagRun(dag, rt).run()
-        except OSError as exc:  # e.g. the run-state file or log cannot be written
-            raise SkyscanError(f"local executor: {exc}") from exc
+                 observer=observer, launcher=forks)
+    try:
+        with signal_handlers(rt.stop, rt.force, handle_signals):
+            try:
+                return DagRun(dag, rt).run()
+            except OSError as exc:  # e.g. the run-state file or log cannot be written
+                raise SkyscanError(f"local executor: {exc}") from exc
+    finally:
+        if forks is not None:
+            forks.close()
 
 
 class DagRun:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from skyscan.dagman.parse import DagNode, DagScript
-from skyscan.local.processes import POLL_SECONDS, RC_NOT_STARTED, StopControl, Stopped, run_process
+from skyscan.local.processes import POLL_SECONDS, RC_NOT_STARTED, Launcher, StopControl, Stopped, run_process
 from skyscan.local.runtime import Runtime
 from skyscan.timestamps import utcnow
 
@@ -46,7 +46,7 @@ def run_script(
         if not holds_slot and not runtime.acquire_slot(control.stopped):
             raise Stopped
         try:
-            rc, out, err = _run_script_once(argv, cwd, control)
+            rc, out, err = _run_script_once(argv, cwd, control, runtime.launcher)
         finally:
             if not holds_slot:
                 runtime.slots.release()
@@ -87,11 +87,13 @@ def _resolve_script(executable: str, cwd: Path) -> str:
     return found if found else str(local)
 
 
-def _run_script_once(argv: list[str], cwd: Path, control: StopControl) -> tuple[int, bytes, bytes]:
+def _run_script_once(
+    argv: list[str], cwd: Path, control: StopControl, launcher: Launcher | None = None
+) -> tuple[int, bytes, bytes]:
     """Exit code, standard output and standard error of one run (stdin is /dev/null)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            rc = run_process(argv, cwd, control, subprocess.DEVNULL, out, err)
+            rc = run_process(argv, cwd, control, subprocess.DEVNULL, out, err, None, launcher)
         except OSError as exc:
             return RC_NOT_STARTED, b"", f"cannot start {argv[0]}: {exc.strerror or exc}".encode()
         out.seek(0)

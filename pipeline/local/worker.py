@@ -123,7 +123,7 @@ class NodeWorker:
             return self.run_subdag(node)
         try:
             spec = prepare_job(self.dag, node, attempt, self.final_macros)
-            rc = run_job(spec, self.control)
+            rc = run_job(spec, self.control, self.runtime.launcher)
         except NodeError as exc:
             return RC_NOT_STARTED, f"job could not be started: {exc}"
         if rc == 0:

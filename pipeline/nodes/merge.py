@@ -23,22 +23,23 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from skyscan.atomic import remove_stale_parts, remove_stale_parts_in
 from skyscan.errors import InputError
 from skyscan.graph.layout import ScanLayout
 from skyscan.nodes.results import read_result
 
 # Re-exported for older importers (tests/test_campaign_report.py); the owner is skyscan.nodes.synthetic.
 from skyscan.products.containment import LevelSpec
+from skyscan.products.levels import choose_levels, context_of_event
 from skyscan.products.meta import SkymapMeta, StageRecord
 from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder
-from skyscan.products.summary import ImportRecord
+from skyscan.products.summary import PRODUCT_FILES, ImportRecord
 from skyscan.products.write import (
     MergeResult,
     ProductChoices,
     best_fit_of,
     measure_regions,
     pixel_counts,
-    product_levels,
     write_products,
 )
 from skyscan.settings.merge import AUTO_FLAT_NSIDE_CAP, MergeOptions, merge_options
@@ -89,6 +90,14 @@ def read_result_file(path: Path, stage: int, run_id: int, event_id: int, label: 
     except InputError as exc:
         raise InputError(f"{label or str(path)}: {exc}") from None
     return ResultFile(stage, path, result, np.asarray(fits.seconds, dtype=np.float64).reshape(-1))
+
+
+def remove_stale_products(outdir: Path) -> list[Path]:
+    """Remove the temporary files a killed earlier merge left (``.<product>.*.part``): this node is their only
+    writer, so none belongs to a live process. Returns what was removed."""
+    layout = ScanLayout(outdir)
+    removed = remove_stale_parts(*(layout.product(key) for key in PRODUCT_FILES))
+    return removed + remove_stale_parts_in(layout.product("plot_fullsky").parent)
 
 
 def stage_records(files: Sequence[ResultFile], outdir: Path) -> list[StageRecord]:
@@ -203,8 +212,11 @@ def merge_scan(
     options = merge_options(config)
     if plots is not None:
         options.plots = plots
-    method, levels = product_levels(_containment_spec(containment, config))
+    # the calibration of a file is checked against this event; a table is looked up by its observable
+    choice = choose_levels(_containment_spec(containment, config), context_of_event(ev))
+    method, levels = choice.method, choice.levels
 
+    remove_stale_products(out)
     located = find_result_files(out)
     if not located:
         raise InputError(f"{out}: no scan results (stage*/scan-s*-*.h5)")
@@ -230,6 +242,7 @@ def merge_scan(
         best_fit=best_fit_of(m, ev.time),
         containment_method=method,
         regions=measure_regions(m, levels),
+        calibration=choice.calibration,
         config_yaml=config_text,
         created=_now(),
         software_version=__version__,
@@ -278,7 +291,8 @@ def merge_npz(
     if plots is not None:
         options.plots = plots
     spec = _containment_spec(containment, config)
-    method, levels = product_levels(spec)
+    choice = choose_levels(spec)
+    method, levels = choice.method, choice.levels
     try:
         m = build_multiorder(imported.stages)
     except InputError as exc:
@@ -312,6 +326,7 @@ def merge_npz(
         best_fit=best_fit_of(m, when),
         containment_method=method,
         regions=measure_regions(m, levels),
+        calibration=choice.calibration,
         config_yaml=config_text,
         created=_now(),
         software_version=__version__,

@@ -17,7 +17,7 @@ from skyscan.ops.catalog.db import ACTIVE_STATES
 from skyscan.ops.launcher import kill_detached, launch_dir_of
 from skyscan.timestamps import utcnow
 
-__all__ = ["cancel_alert", "rescan_alert"]
+__all__ = ["cancel_alert", "cancel_scan", "rescan_alert"]
 
 
 def cancel_alert(conn: sqlite3.Connection, spec: str, *, force: bool = False, grace: float = 10.0) -> list[str]:
@@ -66,3 +66,30 @@ def rescan_alert(conn: sqlite3.Connection, spec: str, scan_config: str | os.Path
             raise InputError(f"--config: {p}: no such file")
         config = str(p.absolute())
     return int(scans.add_scan(conn, alert_id, config, utcnow()))
+
+
+def cancel_scan(conn: sqlite3.Connection, scan_id: int, *, by: str | None, grace: float = 5.0) -> tuple[bool, str]:
+    """Abort one scan (the scan service's ``DELETE``): mark it cancelled, then stop what runs.
+
+    A local scan's process group gets SIGTERM, then SIGKILL after ``grace`` s; a condor scan's DAGMan job is
+    removed (a failure to remove it is part of the message, the scan stays cancelled). Idempotent: a scan that is
+    no longer active is left as it is. Returns (whether this call cancelled it, a one-line message).
+    """
+    scan = scans.get_scan(conn, scan_id)
+    now = utcnow()
+    reason = f"aborted by {by or 'anonymous'} at {now}"
+    if not scans.mark_cancelled(conn, scan.id, reason, now, by=by):
+        return False, f"scan {scan.id} of {scan.name}: {scan.state}, left as it is"
+    if scan.state != "running" or not scan.outdir:
+        return True, f"scan {scan.id} of {scan.name}: cancelled (was {scan.state})"
+    if scan.backend == "condor":
+        from skyscan.condor.schedd import remove_dagman_job
+
+        try:
+            remove_dagman_job(scan.cluster_id, batch_name(scan.run_id, scan.event_id), scan.outdir)
+        except SkyscanError as exc:
+            return True, f"scan {scan.id} of {scan.name}: cancelled, but its DAGMan job was not removed: {exc}"
+        return True, f"scan {scan.id} of {scan.name}: cancelled, DAGMan job removed"
+    if not kill_detached(launch_dir_of(scan.outdir), scan.pid, grace):
+        return True, f"scan {scan.id} of {scan.name}: cancelled, but its process group could not be stopped"
+    return True, f"scan {scan.id} of {scan.name}: cancelled, its processes stopped"

@@ -8,9 +8,12 @@ is guarded the same way, so a failing stage does not stop the stages after it.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["ITEM_ERRORS", "CycleReport"]
+__all__ = ["ITEM_ERRORS", "CycleReport", "run_stages"]
 
 
 @dataclass
@@ -31,3 +34,20 @@ class CycleReport:
 
 
 ITEM_ERRORS: tuple[type[Exception], ...] = (Exception,)
+
+
+def run_stages(stages: Iterable[Callable[[CycleReport], None]], report: CycleReport, log: logging.Logger) -> None:
+    """Run the stages of a pass in order, each guarded: an unexpected error in one (an unreadable inbox) is
+    logged and counted, and the stages after it still run. A catalog (SQLite) error is not a stage's fault: it
+    ends the pass."""
+    from skyscan.ops.logs import one_line
+
+    for stage in stages:
+        try:
+            stage(report)
+        except sqlite3.Error:
+            raise
+        except ITEM_ERRORS as exc:
+            report.errors += 1
+            log.error("%s stage failed, the pass goes on: %s", stage.__name__,
+                      one_line(f"{exc.__class__.__name__}: {exc}"))

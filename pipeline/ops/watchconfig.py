@@ -16,16 +16,17 @@ from typing import Any
 from skyscan.errors import InputError
 from skyscan.reco import untrusted
 
-__all__ = ["BACKENDS", "KNOWN_KEYS", "WATCH_SCHEMA", "WatchConfig", "config_from_mapping", "load_watch_config"]
+__all__ = ["BACKENDS", "KNOWN_KEYS", "SERVICE_KEYS", "WATCH_BACKENDS", "WATCH_SCHEMA", "WatchConfig", "config_from_mapping", "load_watch_config"]
 
-BACKENDS = ("local", "condor")
+BACKENDS = ("local", "condor")  # the backends that run a scan's graph on this host (the scan service's too)
+WATCH_BACKENDS = (*BACKENDS, "service")  # the watcher may also hand its scans to a scan service
 
 
-def _default_scan_command() -> tuple[str, ...]:
+def default_scan_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "skyscan.cli", "run")
 
 
-def _default_submit_command() -> tuple[str, ...]:
+def default_submit_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "skyscan.cli", "submit")
 
 
@@ -55,12 +56,15 @@ class WatchConfig:
     retry_delay_seconds: float = 300.0
     stall_seconds: float = 6 * 3600.0
     kill_grace_seconds: float = 10.0
-    scan_command: tuple[str, ...] = field(default_factory=_default_scan_command)
-    submit_command: tuple[str, ...] = field(default_factory=_default_submit_command)
+    scan_command: tuple[str, ...] = field(default_factory=default_scan_command)
+    submit_command: tuple[str, ...] = field(default_factory=default_submit_command)
     submit_timeout_seconds: float = 300.0
     notify_command: tuple[str, ...] | None = None
     notify_timeout_seconds: float = 60.0
     notify_max_attempts: int = 10
+    service_url: str | None = None  # backend service: the scan service's base URL
+    outbox_base_url: str | None = None  # where the outbox is served (http/https): notices get healpix_url
+    service_token_file: Path | None = None  # backend service: a file holding a submit token
 
 
 _PATH_KEYS = ("archive", "quarantine", "outbox", "scans", "database", "lock_file", "log_file")
@@ -74,8 +78,9 @@ _FLOAT_KEYS = {"settle_seconds": 0.0, "poll_seconds": 0.1, "retry_delay_seconds"
 _INT_MAX = 2**31 - 1  # counts and byte sizes; larger is a typo (and overflows sqlite/time arithmetic)
 _SECONDS_MAX = 366 * 86400.0  # a year: longer delays and timeouts are typos, and overflow time arithmetic
 _COMMAND_KEYS = ("scan_command", "submit_command", "notify_command")
+SERVICE_KEYS = ("service_url", "service_token_file")
 KNOWN_KEYS = ("schema", "inbox", "state_dir", *_PATH_KEYS, *_INT_KEYS, *_FLOAT_KEYS, *_COMMAND_KEYS,
-              "backend", "site", "scan_config", "jobs")
+              "backend", "site", "scan_config", "jobs", "outbox_base_url", *SERVICE_KEYS)
 WATCH_SCHEMA = "skyscan-watch/1"
 
 
@@ -164,9 +169,35 @@ def config_from_mapping(raw: Any, base_dir: Path, source: str = "watch config") 
                                  f"got {untrusted.shown(v)}")
             values[key] = float(v)
     backend = raw.get("backend", "local")
-    if backend not in BACKENDS:
-        raise InputError(f"{source}: backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend not in WATCH_BACKENDS:
+        raise InputError(f"{source}: backend: expected one of {', '.join(WATCH_BACKENDS)}, got {backend!r}")
     values["backend"] = backend
+    url = raw.get("service_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))
+                            or any(c.isspace() for c in url)):
+        raise InputError(f"{source}: service_url: expected an http:// or https:// URL, got {untrusted.shown(url)}")
+    values["service_url"] = url
+    base = raw.get("outbox_base_url")
+    if base is not None:
+        from skyscan.products.gcn import healpix_url
+
+        if not isinstance(base, str):
+            raise InputError(f"{source}: outbox_base_url: expected an http:// or https:// URL, got {untrusted.shown(base)}")
+        try:
+            healpix_url(base, "alert")  # the check publish_outbox makes, now rather than after a scan
+        except InputError as exc:
+            raise InputError(f"{source}: outbox_base_url: {exc}") from None
+        values["outbox_base_url"] = base
+    if raw.get("service_token_file") is not None:
+        values["service_token_file"] = path("service_token_file", None)
+    if backend == "service":
+        if url is None:
+            raise InputError(f"{source}: service_url: missing (backend service hands scans to a scan service)")
+        if values.get("service_token_file") is None or not values["service_token_file"].is_file():
+            raise InputError(f"{source}: service_token_file: "
+                             + ("missing" if values.get("service_token_file") is None
+                                else f"{values['service_token_file']}: no such file")
+                             + " (a file holding a submit token of the service)")
     site = raw.get("site")
     if site is not None and (not isinstance(site, str) or not site):
         raise InputError(f"{source}: site: expected a site name or profile path")

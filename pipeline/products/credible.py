@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from skyscan.products.moc import MultiOrderMap, probability_density
+from skyscan.products.summary import RESOLVE_MAX_NSIDE, RESOLVE_MIN_PIXELS
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -73,6 +75,8 @@ class MapProbability:
     credible_area_deg2: dict[str, float] = field(default_factory=dict)  # label -> map's own credible area
     contour_area_deg2: dict[str, float] = field(default_factory=dict)  # label -> quoted contour area
     note: str = ""
+    finest_nside: int | None = None  # the map's finest nside
+    finest_pixels: dict[str, int] = field(default_factory=dict)  # label -> region pixels at finest_nside
 
 
 def _percent(label: str) -> float | None:
@@ -122,13 +126,53 @@ def map_probability(m: MultiOrderMap, method: str, levels: Mapping[str, float]) 
     for label in labels:
         inside = np.isfinite(d2) & (d2 <= levels[label])
         contour[label] = float(np.sum(m.area_sr[inside])) * _SR_TO_DEG2
+    finest = int(m.nside.max())
+    at_finest = np.isfinite(d2) & (m.nside == finest)
     return MapProbability(
         weight=weight,
         matched_label=matched,
         credible_area_deg2={label: areas[p] for label, p in labels.items()},
         contour_area_deg2=contour,
         note=note,
+        finest_nside=finest,
+        finest_pixels={label: int(np.count_nonzero(at_finest & (d2 <= value))) for label, value in levels.items()},
     )
+
+
+def _resolve_value(config_yaml: str, key: str, default: int) -> int:
+    """``scan.resolve.<key>`` of a scan's resolved configuration (config.yaml text); ``default`` when the text is
+    empty, unreadable or has no such key (an imported scan). The scan configuration validated the value."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(config_yaml) if config_yaml else None
+    except yaml.YAMLError:
+        doc = None
+    scan = doc.get("scan") if isinstance(doc, dict) else None
+    resolve = scan.get("resolve") if isinstance(scan, dict) else None
+    value = resolve.get(key) if isinstance(resolve, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return default
+
+
+def resolve_min_pixels(config_yaml: str) -> int:
+    """``scan.resolve.min_pixels`` of a scan's configuration text (the default when it has none)."""
+    return _resolve_value(config_yaml, "min_pixels", RESOLVE_MIN_PIXELS)
+
+
+def resolve_max_nside(config_yaml: str) -> int:
+    """``scan.resolve.max_nside`` of a scan's configuration text (the default when it has none)."""
+    return _resolve_value(config_yaml, "max_nside", RESOLVE_MAX_NSIDE)
+
+
+def resolution_of(mp: MapProbability | None, label: str, min_pixels: int) -> dict[str, Any]:
+    """summary.json's resolution fields of the region ``label``: ``resolved`` (it holds at least ``min_pixels``
+    pixels of the finest nside; None when not measured), ``finest_nside`` and ``finest_pixels``."""
+    if mp is None or mp.finest_nside is None or label not in mp.finest_pixels:
+        return {"resolved": None, "finest_nside": None, "finest_pixels": None}
+    n = mp.finest_pixels[label]
+    return {"resolved": n >= min_pixels, "finest_nside": mp.finest_nside, "finest_pixels": n}
 
 
 __all__ = [
@@ -139,5 +183,8 @@ __all__ = [
     "density",
     "map_probability",
     "probability_inside",
+    "resolution_of",
+    "resolve_max_nside",
+    "resolve_min_pixels",
     "solve_weight",
 ]

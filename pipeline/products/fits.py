@@ -15,7 +15,6 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
@@ -101,6 +100,13 @@ def event_cards(header: fits.Header, meta: SkymapMeta) -> None:
         _put(header, f"CONTOUR_AREA_{label}", round(reg.area_deg2, 6), f"[deg2] {label}% region")
         _put(header, f"LEVEL_{label}", reg.level_2dllh, f"2*delta-llh of the {label}% region")
     _put(header, "CONTMETH", meta.containment_method, "containment levels")
+    if meta.calibration is not None:  # which calibration set the levels (skyscan calibrate, docs/containment.md)
+        digest = meta.calibration.get("sha256")
+        if isinstance(digest, str):
+            _put(header, "CALIBSHA", digest[:16], "sha256 of the calibration file (first 16 hex)")
+        n = meta.calibration.get("n")
+        if isinstance(n, int) and not isinstance(n, bool):
+            _put(header, "CALIBN", n, "pseudo-events of the calibration")
     mp = meta.map_probability
     _put(header, "MAPWEIGHT", meta.map_weight, "PROBDENSITY ~ exp(-MAPWEIGHT * delta-llh)")
     if mp is not None:
@@ -142,12 +148,21 @@ def write_multiorder_fits(path: str | os.PathLike[str], m: MultiOrderMap, meta: 
     _write_hdus(path, hdu)
 
 
+def _npix_to_nside(npix: int) -> int:
+    """The nside of a full-sky HEALPix map of ``npix`` pixels (12 nside**2, nside a power of two); ValueError if
+    there is none. Integer arithmetic: no healpy import for it."""
+    nside = math.isqrt(max(npix, 0) // 12)
+    if nside < 1 or 12 * nside * nside != npix or nside & (nside - 1):
+        raise ValueError(f"{npix} is not the pixel count of a full-sky HEALPix map")
+    return nside
+
+
 def write_flat_fits(
     path: str | os.PathLike[str], values_ring: npt.ArrayLike, meta: SkymapMeta, column: str = "2DLLH"
 ) -> None:
     """Write a flat RING-ordered single-column HEALPix map (float32, NaN for failed pixels) readable by healpy."""
     values = np.asarray(values_ring, dtype=np.float32).reshape(-1)
-    nside = int(hp.npix2nside(values.size))
+    nside = _npix_to_nside(values.size)
     hdu = fits.BinTableHDU.from_columns([fits.Column(name=column, format="E", array=values)], name=FLAT_EXTNAME)
     h = hdu.header
     _put(h, "PIXTYPE", "HEALPIX", "HEALPix pixelisation")

@@ -161,7 +161,8 @@ def circular_values(meta: SkymapMeta) -> dict[str, str]:
     ]
     if not r90.ra_errors_meaningful:
         checks.append(todo(f"the 90% region's RA errors are not meaningful ({r90.note}); reword the RA line"))
-    if meta.containment_method != "calibrated":
+    checks.extend(unresolved_notes(meta))
+    if not levels_calibrated(meta):
         checks.append(
             todo(
                 f"containment levels are '{meta.containment_method}' (90%: 2*delta-llh <= {r90.level_2dllh:g}); "
@@ -182,6 +183,7 @@ def circular_values(meta: SkymapMeta) -> dict[str, str]:
         + (f" (git {meta.git_revision[:12]})" if meta.git_revision else "")
         + f" on {meta.created_iso} from run {meta.run_id} event {meta.event_id}"
         + f" (config sha256 {meta.config_sha256[:12]}; source: {meta.source}).",
+        f"Containment levels: {meta.containment_method}.",
         "==== END OF DRAFT NOTES ====",
     ]
     key = _stream_key(meta.stream)
@@ -218,6 +220,40 @@ def circular_values(meta: SkymapMeta) -> dict[str, str]:
     }
 
 
+def levels_calibrated(meta: SkymapMeta) -> bool:
+    """True for IceCube's calibrated levels and for levels from a calibration of this likelihood (a calibration
+    file or table: ``SkymapMeta.calibrated``), whose regions are quoted without the 'not calibrated' note."""
+    return meta.containment_method == "calibrated" or bool(meta.calibrated)
+
+
+def unresolved_notes(meta: SkymapMeta) -> list[str]:
+    """A draft note per containment region that holds fewer than ``scan.resolve.min_pixels`` pixels of the
+    finest scanned nside (the refinement stopped at ``scan.resolve.max_nside``, or was turned off): its area and
+    errors are then set by the pixel size, not by the likelihood, and the true direction may lie outside."""
+    from skyscan.products.credible import resolution_of, resolve_max_nside, resolve_min_pixels
+
+    min_pixels = resolve_min_pixels(meta.config_yaml)
+    max_nside = resolve_max_nside(meta.config_yaml)
+    notes = []
+    for label in meta.regions:
+        res = resolution_of(meta.map_probability, label, min_pixels)
+        if res["resolved"] is not False:
+            continue
+        if min_pixels and int(res["finest_nside"]) < max_nside:
+            why = ("the refinement stops once the 90% region is resolved; raise scan.resolve.min_pixels to "
+                   "resolve this one too")
+        else:
+            why = "say so in the circular, or rescan with a higher scan.resolve.max_nside"
+        notes.append(
+            todo(
+                f"the {label}% region is not resolved: it holds {res['finest_pixels']} pixel(s) of nside "
+                f"{res['finest_nside']} (fewer than {min_pixels}), so its area and errors are set by the pixel "
+                f"size; {why}"
+            )
+        )
+    return notes
+
+
 def render_circular(meta: SkymapMeta, template: str | None = None, source: str = "circular template") -> str:
     """The circular draft: the template (default: the packaged one) with its placeholders filled in."""
     text = load_template() if template is None else template
@@ -240,15 +276,30 @@ def ra_dec_error_90(meta: SkymapMeta) -> float:
 NOTICE_FIELDS = (
     "$schema", "mission", "instrument", "messenger", "pipeline", "event_name", "id", "alert_datetime",
     "alert_type", "alert_tense", "alert_topology", "number_of_events", "ra", "dec", "ra_dec_error",
-    "containment_probability", "systematic_included", "trigger_time", "far", "p_astro", "nu_energy",
+    "containment_probability", "systematic_included", "trigger_time", "far", "p_astro", "nu_energy", "healpix_url",
 )
 """Every field the notice may carry, in the order written; all are defined by the single-neutrino schema."""
 
 
-def notice(meta: SkymapMeta) -> dict[str, Any]:
+def healpix_url(base_url: str, folder: str, file_name: str = "skymap.multiorder.fits") -> str:
+    """The address of a published map: ``<base_url>/<folder>/<file_name>`` (the outbox folder of the alert).
+
+    ``base_url`` must be an absolute http(s) URL without query or fragment (InputError otherwise): the notice
+    carries it as it is, and a receiver downloads the map from it."""
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise InputError(f"outbox base URL: expected an http(s) address without query or fragment, got {base_url!r}")
+    return f"{base_url.strip().rstrip('/')}/{quote(folder)}/{quote(file_name)}"
+
+
+def notice(meta: SkymapMeta, healpix_url: str | None = None) -> dict[str, Any]:
     """The single_neutrino_alerts notice fields that the scan can fill (unknown ones are left out).
 
     A simulated event is marked with the schema's own value for test triggers, ``alert_tense: "test"``.
+    ``healpix_url`` (the schema's address of the HEALPix map) is set only when the map is published at a known
+    address (an outbox with a base URL: ``skyscan.ops.publish``), never guessed.
     """
     pipeline = PIPELINES.get(_stream_key(meta.stream) or "")
     doc: dict[str, Any] = {
@@ -268,11 +319,12 @@ def notice(meta: SkymapMeta) -> dict[str, Any]:
         "dec": round(meta.best_fit.dec_deg, 4),
         "ra_dec_error": round(ra_dec_error_90(meta), 4),
         "containment_probability": 0.9,
-        "systematic_included": meta.containment_method == "calibrated",
+        "systematic_included": levels_calibrated(meta),
         "trigger_time": None if meta.event_time is None else iso_z(meta.event_time),
         "far": None if meta.far_per_year is None else meta.far_per_year / SECONDS_PER_YEAR,
         "p_astro": meta.signalness,
         "nu_energy": None if meta.energy_gev is None else meta.energy_gev / 1000.0,
+        "healpix_url": healpix_url,
     }
     return {k: v for k, v in doc.items() if v is not None}
 
@@ -285,6 +337,8 @@ __all__ = [
     "STREAM_NAMES",
     "circular_values",
     "event_name",
+    "healpix_url",
+    "levels_calibrated",
     "load_template",
     "notice",
     "ra_dec_error_90",
@@ -292,4 +346,5 @@ __all__ = [
     "rounded_time",
     "todo",
     "two_significant",
+    "unresolved_notes",
 ]

@@ -17,7 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from skyscan.products.containment import Region
-from skyscan.products.credible import MapProbability
+from skyscan.products.credible import MapProbability, resolution_of, resolve_min_pixels
+from skyscan.products.levels import is_calibrated_method
 from skyscan.timestamps import iso_z
 
 FloatArray = npt.NDArray[np.float64]
@@ -72,6 +73,15 @@ class SkymapMeta:
     is_real_event: bool | None = None  # as an imported file states it; None: decided by truth_radec
     event_type: str | None = None  # the skyreader event type of an imported scan
     map_probability: MapProbability | None = None  # set by products.write before anything is written
+    calibration: dict[str, Any] | None = None  # the calibration record of the levels (LevelChoice.calibration)
+
+    @property
+    def calibrated(self) -> bool:
+        """True when the levels come from a calibration of this likelihood (``skyscan calibrate``): a resimulation
+        of this event or a campaign's calibration table. Recognised from the record or from the method name
+        (``skyscan.products.levels.CALIBRATED_METHOD_PREFIXES``), so products written before the record reached
+        them still tell."""
+        return self.calibration is not None or is_calibrated_method(self.containment_method)
 
     @property
     def simulated(self) -> bool:
@@ -106,9 +116,16 @@ class SkymapMeta:
     def containment_dict(self) -> dict[str, Any]:
         """{"method": ..., label: region fields, ...}: the `containment` object of summary.json."""
         out: dict[str, Any] = {"method": self.containment_method}
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
         for label, reg in self.regions.items():
-            out[label] = reg.as_dict()
+            out[label] = {**reg.as_dict(), **self.region_resolution(label)}
         return out
+
+    def region_resolution(self, label: str) -> dict[str, Any]:
+        """The resolution fields of region ``label`` (resolved, finest_nside, finest_pixels), only when measured."""
+        fields = resolution_of(self.map_probability, label, resolve_min_pixels(self.config_yaml))
+        return {} if fields["resolved"] is None else fields
 
     def region90(self) -> Region:
         return self.regions["90"]

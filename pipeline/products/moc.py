@@ -14,7 +14,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 
@@ -417,10 +416,65 @@ def flatten(
         raise InputError(f"values must have one entry per map pixel ({len(m)}), got shape {vals.shape}")
     if len(m) == 0:
         raise InputError("cannot flatten an empty map")
+    rows = _flat_rows(m, out_order)
+    flat_nested = vals[rows]
+    if target == "NESTED":
+        return flat_nested
+    nside_flat = 1 << out_order
+    nest_pix = np.arange(12 * nside_flat * nside_flat, dtype=np.int64)
+    import healpy as hp  # imported here: costly (it imports matplotlib), and only flat maps need it
+
+    flat_ring = np.empty_like(flat_nested)
+    flat_ring[np.asarray(hp.nest2ring(nside_flat, nest_pix), dtype=np.int64)] = flat_nested
+    return flat_ring
+
+
+def _flat_rows(m: MultiOrderMap, out_order: int) -> IntArray:
+    """For every flat NESTED pixel at ``out_order``, the row of the map pixel that holds its centre.
+
+    A map pixel at most as fine as the output covers a whole range of flat pixels; a flat pixel split among finer
+    map pixels takes the one containing its centre (looked up at the map's deepest order). The ranges and the
+    split pixels, sorted, tile the sky, so the rows are one ``np.repeat`` of each piece's row over its length.
+    """
+    max_order = int(m.order.max())
+    nside_flat = 1 << out_order
+    npix = 12 * nside_flat * nside_flat
+    coarse = np.flatnonzero(m.order <= out_order).astype(np.int64)
+    shift = 2 * (out_order - m.order[coarse])
+    lo = np.left_shift(m.ipix[coarse], shift)
+    hi = np.left_shift(m.ipix[coarse] + 1, shift)
+    fine = np.flatnonzero(m.order > out_order)
+    split = np.unique(np.right_shift(m.ipix[fine], 2 * (m.order[fine] - out_order))).astype(np.int64)
+    split_rows = np.zeros(0, dtype=np.int64)
+    if split.size:
+        # Only flat pixels split among finer map pixels need their centre looked up (at the map's deepest order).
+        import healpy as hp
+
+        vx, vy, vz = hp.pix2vec(nside_flat, split, nest=True)
+        deep = np.asarray(hp.vec2pix(1 << max_order, vx, vy, vz, nest=True), dtype=np.int64)
+        split_rows = m.locate(1 << max_order, deep)
+    starts = np.concatenate([lo, split])
+    stops = np.concatenate([hi, split + 1])
+    owners = np.concatenate([coarse, split_rows])
+    order = np.argsort(starts, kind="stable")
+    starts, stops, owners = starts[order], stops[order], owners[order]
+    tiles = (
+        starts.size > 0
+        and starts[0] == 0
+        and stops[-1] == npix
+        and bool(np.all(starts[1:] == stops[:-1]))
+        and bool(np.all(owners >= 0))
+    )
+    if not tiles:  # not exactly one cover (a map built by hand): fill pixel by pixel, as a lookup would
+        return _flat_rows_by_pixel(m, out_order)
+    return np.repeat(owners, stops - starts)
+
+
+def _flat_rows_by_pixel(m: MultiOrderMap, out_order: int) -> IntArray:
+    """``_flat_rows`` for any map: coarse pixels fill their ranges in row order, the rest is looked up."""
     max_order = int(m.order.max())
     nside_flat = 1 << out_order
     nest_pix = np.arange(12 * nside_flat * nside_flat, dtype=np.int64)
-    # Map pixels at most as fine as the output fill whole ranges of flat NESTED pixels.
     rows = np.full(nest_pix.size, -1, dtype=np.int64)
     coarse = np.flatnonzero(m.order <= out_order).astype(np.int64)
     shift = 2 * (out_order - m.order[coarse])
@@ -430,18 +484,14 @@ def flatten(
     rows[filled] = coarse[which]
     split = np.flatnonzero(rows < 0)
     if split.size and out_order < max_order:
-        # Only flat pixels split among finer map pixels need their centre looked up (at the map's deepest order).
+        import healpy as hp
+
         vx, vy, vz = hp.pix2vec(nside_flat, nest_pix[split], nest=True)
         fine = np.asarray(hp.vec2pix(1 << max_order, vx, vy, vz, nest=True), dtype=np.int64)
         rows[split] = m.locate(1 << max_order, fine)
     if np.any(rows < 0):
         raise InputError("the multi-order map does not cover the whole sky")
-    flat_nested = vals[rows]
-    if target == "NESTED":
-        return flat_nested
-    flat_ring = np.empty_like(flat_nested)
-    flat_ring[np.asarray(hp.nest2ring(nside_flat, nest_pix), dtype=np.int64)] = flat_nested
-    return flat_ring
+    return rows
 
 
 __all__ = [

@@ -19,10 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
-from astropy.time import Time
 
 from skyscan.errors import InputError
 from skyscan.products.meta import StageRecord
@@ -51,6 +49,8 @@ class ImportedScan:
 
 def mjd_to_datetime(mjd: float) -> datetime:
     """UTC datetime of a modified Julian date."""
+    from astropy.time import Time  # imported here: slow to import, and only an imported file's time needs it
+
     t: datetime = Time(float(mjd), format="mjd", scale="utc").to_datetime()
     return t.replace(tzinfo=timezone.utc)
 
@@ -87,6 +87,8 @@ def _read_nside(key: str, arr: Any, where: str) -> tuple[StageResult, StageRecor
     uniq_ring, counts = np.unique(ring, return_counts=True)
     if np.any(counts > 1):
         raise InputError(f"{where}: {key!r}: pixel index {int(uniq_ring[counts > 1][0])} appears more than once")
+    import healpy as hp  # imported here: costly (it imports matplotlib)
+
     nest = np.asarray(hp.ring2nest(nside, ring), dtype=np.int64)
     llh = _field(arr, "llh", f"{where}: {key!r}")
     failed = ~np.isfinite(llh)

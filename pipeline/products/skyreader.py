@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 
@@ -48,6 +47,20 @@ def _value(v: float) -> float | str:
     return float(v) if np.isfinite(v) else NAN_MARKER
 
 
+def _column_values(column: npt.NDArray[Any]) -> list[float | str]:
+    """``_value`` of every entry, in one pass over the column (the same floats, NaN marker where not finite)."""
+    col = np.asarray(column, dtype=np.float64)
+    values: list[float | str] = list(col.tolist())
+    for i in np.flatnonzero(~np.isfinite(col)).tolist():
+        values[i] = NAN_MARKER
+    return values
+
+
+def _rows(cols: dict[str, npt.NDArray[Any]], rows: npt.NDArray[np.int64]) -> list[tuple[float | str, ...]]:
+    """The value columns of ``COLUMNS`` (all but the index) for ``rows``, row by row."""
+    return list(zip(*(_column_values(cols[c][rows]) for c in COLUMNS[1:]), strict=True))
+
+
 def _per_nside(records: Sequence[StageRecord]) -> dict[int, dict[str, npt.NDArray[Any]]]:
     """Rows of every record grouped by nside (NESTED ipix), with the two energies where a record has them."""
     groups: dict[int, list[dict[str, npt.NDArray[Any]]]] = {}
@@ -73,6 +86,8 @@ def _per_nside(records: Sequence[StageRecord]) -> dict[int, dict[str, npt.NDArra
 
 def document(records: Sequence[StageRecord], meta: SkymapMeta) -> dict[str, Any]:
     """The skyreader JSON document of a scan's raw results (see the module docstring)."""
+    import healpy as hp  # imported here: costly (it imports matplotlib)
+
     mjd = 0.0 if meta.event_time is None else mjd_of(meta.event_time)  # skyreader writes 0 when unknown
     doc: dict[str, Any] = {}
     for nside, cols in sorted(_per_nside(records).items()):
@@ -87,9 +102,7 @@ def document(records: Sequence[StageRecord], meta: SkymapMeta) -> dict[str, Any]
         ring = np.asarray(hp.nest2ring(nside, cols["ipix"][keep]), dtype=np.int64)
         order = np.argsort(ring, kind="stable")
         rows = keep[order]
-        data = [
-            [int(r), *(_value(cols[c][i]) for c in COLUMNS[1:])] for r, i in zip(ring[order], rows, strict=True)
-        ]
+        data = [[int(r), *values] for r, values in zip(ring[order].tolist(), _rows(cols, rows), strict=True)]
         doc[f"nside-{nside}"] = {
             "columns": list(COLUMNS),
             "metadata": {

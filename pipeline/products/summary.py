@@ -25,6 +25,13 @@ from skyscan.errors import InputError
 SUMMARY_SCHEMA = "skyscan-summary/1"
 SUMMARY_FILE = "summary.json"
 
+RESOLVE_MIN_PIXELS = 30
+"""A containment region is *resolved* when it holds at least this many pixels of the finest scanned nside
+(``scan.resolve.min_pixels``): its area is then known to a few per cent instead of being one pixel's area."""
+RESOLVE_MAX_NSIDE = 4096
+"""The finest nside the refinement past the last configured stage may reach (``scan.resolve.max_nside``):
+0.0002 deg2 pixels, 0.014 deg across; each further factor 2 costs four times the pixels of the region."""
+
 # name in `products` -> file written by the merge, relative to OUTDIR (docs/summary-format.md, "Product names").
 PRODUCT_FILES = {
     "skymap_h5": "skymap.h5",
@@ -123,6 +130,9 @@ class RegionRecord:
     contains_pole: bool | None = None
     ra_errors_meaningful: bool | None = None
     note: str | None = None
+    resolved: bool | None = None  # finest_pixels >= scan.resolve.min_pixels; None: not measured
+    finest_nside: int | None = None  # the map's finest nside
+    finest_pixels: int | None = None  # region pixels at finest_nside
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +147,10 @@ class RegionRecord:
             "contains_pole": self.contains_pole,
             "ra_errors_meaningful": self.ra_errors_meaningful,
             "note": self.note,
+            # Written only when measured (a merge that knows the map's resolution): older readers see no change.
+            **({} if self.resolved is None else {
+                "resolved": self.resolved, "finest_nside": self.finest_nside, "finest_pixels": self.finest_pixels,
+            }),
         }
 
     @classmethod
@@ -154,6 +168,9 @@ class RegionRecord:
             contains_pole=_bool(doc.get("contains_pole")),
             ra_errors_meaningful=_bool(doc.get("ra_errors_meaningful")),
             note=_str(doc.get("note")),
+            resolved=_bool(doc.get("resolved")),
+            finest_nside=_int(doc.get("finest_nside")),
+            finest_pixels=_int(doc.get("finest_pixels")),
         )
 
 
@@ -163,9 +180,12 @@ class ContainmentRecord:
 
     method: str | None
     regions: dict[str, RegionRecord] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # the calibration record of calibrated levels (docs/containment.md)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method}
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
         for label, reg in self.regions.items():
             out[label] = reg.to_json()
         return out
@@ -173,8 +193,17 @@ class ContainmentRecord:
     @classmethod
     def from_json(cls, value: Any) -> ContainmentRecord:
         doc = _obj(value)
-        regions = {str(k): RegionRecord.from_json(v) for k, v in doc.items() if k != "method" and isinstance(v, dict)}
-        return cls(method=_str(doc.get("method")), regions=regions)
+        regions = {
+            str(k): RegionRecord.from_json(v)
+            for k, v in doc.items()
+            if k not in ("method", "calibration") and isinstance(v, dict)
+        }
+        calibration = doc.get("calibration")
+        return cls(
+            method=_str(doc.get("method")),
+            regions=regions,
+            calibration=dict(calibration) if isinstance(calibration, dict) else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ counts) and writes them, each atomically, summary.json last (it lists the others
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from skyscan.atomic import write_json, write_text
+from skyscan.errors import InputError, SkyscanError
 from skyscan.products.containment import LevelSpec, Region, best_fit_radec, region
 from skyscan.products.fits import write_flat_fits, write_multiorder_fits
 from skyscan.products.hdf5 import write_skymap_h5
@@ -116,7 +119,9 @@ def build_summary(
         stream=meta.stream,
         best_fit=BestFitRecord(bf.ra_deg, bf.dec_deg, bf.zenith_deg, bf.azimuth_deg, bf.llh, bf.nside),
         containment=ContainmentRecord(
-            meta.containment_method, {label: RegionRecord(**reg.as_dict()) for label, reg in meta.regions.items()}
+            meta.containment_method,
+            {label: RegionRecord(**reg.as_dict(), **meta.region_resolution(label)) for label, reg in meta.regions.items()},
+            calibration=meta.calibration,
         ),
         pixels=PixelCounts(pixels["scanned"], pixels["failed"], dict(pixels["by_nside"])),
         software=SoftwareRecord(meta.software_version, meta.git_revision),
@@ -177,6 +182,84 @@ class MergeResult:
     products: dict[str, Path] = field(default_factory=dict)
 
 
+#: Draw the plots in a forked child process while this one writes the other products (POSIX only): with two
+#: cores the merge takes the longer of the two instead of their sum, and matplotlib is imported only by the
+#: process that draws. False: draw them here, one after the other. The files are the same either way.
+PLOTS_IN_CHILD = hasattr(os, "fork")
+
+
+class _Plots:
+    """The PNG plots of one merge, drawn in a child process (``PLOTS_IN_CHILD``) or in this one.
+
+    ``start`` begins drawing; ``finish`` waits for it and raises what drawing raised (an InputError stays one;
+    anything else becomes a SkyscanError naming the plots); ``abandon`` stops a child when the merge fails.
+    """
+
+    def __init__(self, fullsky: Path, zoom: Path | None, m: MultiOrderMap, meta: SkymapMeta) -> None:
+        self.fullsky, self.zoom, self.m, self.meta = fullsky, zoom, m, meta
+        self.pid = 0
+        self.pipe = -1
+
+    def draw(self) -> None:
+        from skyscan.products import plot as plot
+
+        plot.plot_fullsky(self.fullsky, self.m, self.meta)
+        if self.zoom is not None:
+            plot.plot_zoom(self.zoom, self.m, self.meta)
+
+    def start(self) -> None:
+        if not PLOTS_IN_CHILD:
+            self.draw()
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: draw, report a failure through the pipe, never return into the caller
+            code = 0
+            try:
+                os.close(read_end)
+                self.draw()
+            except BaseException as exc:  # everything is reported to the parent
+                kind = "input" if isinstance(exc, InputError) else exc.__class__.__name__
+                os.write(write_end, f"{kind}\n{exc}".encode("utf-8", "replace")[:60000])
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self.pid, self.pipe = pid, read_end
+
+    def _reap(self) -> tuple[int, str]:
+        chunks = []
+        while True:
+            chunk = os.read(self.pipe, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(self.pipe)
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        return status, b"".join(chunks).decode("utf-8", "replace")
+
+    def finish(self) -> None:
+        if not self.pid:
+            return
+        status, report = self._reap()
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            return
+        kind, _, message = report.partition("\n")
+        if kind == "input":
+            raise InputError(message)
+        if report:
+            raise SkyscanError(f"drawing the plots failed ({kind}: {message})")
+        raise SkyscanError(f"drawing the plots failed (child process status {status})")
+
+    def abandon(self) -> None:
+        if not self.pid:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGTERM)
+        self._reap()
+
+
 def _rel(path: Path, outdir: Path) -> str:
     try:
         return str(path.relative_to(outdir))
@@ -217,19 +300,29 @@ def write_products(
         products[key] = p
         return p
 
-    write_skymap_h5(target("skymap_h5"), m, meta, records, event_json)
-    write_multiorder_fits(target("multiorder_fits"), m, meta)
-    write_flat_fits(target("flat_fits"), flatten(m, choices.flat_nside, "RING"), meta)
+    plots: _Plots | None = None
     if choices.plots:
-        from skyscan.products import plot as plot
-
-        plot.plot_fullsky(target("plot_fullsky"), m, meta)
-        if choices.zoom_plot:
-            plot.plot_zoom(target("plot_zoom"), m, meta)
-    write_text(target("circular"), circular)
-    write_json(target("notice"), json_safe(gcn.notice(meta)))
-    reader_path = outdir / skyreader.file_name(meta.run_id, meta.event_id, meta.type_of_event)
-    write_json(reader_path, skyreader.document(records, meta), indent=None)
+        zoom = outdir / PRODUCT_FILES["plot_zoom"] if choices.zoom_plot else None
+        plots = _Plots(outdir / PRODUCT_FILES["plot_fullsky"], zoom, m, meta)
+        plots.start()
+    try:
+        write_skymap_h5(target("skymap_h5"), m, meta, records, event_json)
+        write_multiorder_fits(target("multiorder_fits"), m, meta)
+        write_flat_fits(target("flat_fits"), flatten(m, choices.flat_nside, "RING"), meta)
+        if plots is not None:  # listed where they always were in summary.json's products
+            target("plot_fullsky")
+            if choices.zoom_plot:
+                target("plot_zoom")
+        write_text(target("circular"), circular)
+        write_json(target("notice"), json_safe(gcn.notice(meta)))
+        reader_path = outdir / skyreader.file_name(meta.run_id, meta.event_id, meta.type_of_event)
+        write_json(reader_path, skyreader.document(records, meta), indent=None)
+    except BaseException:
+        if plots is not None:
+            plots.abandon()
+        raise
+    if plots is not None:
+        plots.finish()
     products[SKYREADER_KEY] = reader_path
     target("summary")
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from skyscan.errors import InputError
+from skyscan.products.summary import RESOLVE_MAX_NSIDE, RESOLVE_MIN_PIXELS
 from skyscan.settings.yamlio import as_float, as_int, as_mapping, as_str, read_shipped_yaml, read_yaml, shown
 
 CONFIG_SCHEMA = "skyscan-config/1"
@@ -110,6 +111,11 @@ class ScanConfig:
     reco: dict[str, Any]
     doc: dict[str, Any] = field(repr=False)
 
+    @property
+    def resolve(self) -> Resolve:
+        """``scan.resolve``: refine past the last stage until the region is resolved (see ``Resolve``)."""
+        return parse_resolve(self.doc.get("scan", {}).get("resolve"))
+
     def threshold(self, label: str) -> float:
         """The 2*delta-llh of a containment level."""
         return self.containment[label]
@@ -121,7 +127,7 @@ class ScanConfig:
 
 
 _TOP_KEYS = ("schema", "scan", "containment", "dag", "jobs", "merge", "reco")
-_SCAN_KEYS = ("rule", "stages", "adaptive")
+_SCAN_KEYS = ("rule", "stages", "adaptive", "resolve")
 _STAGE_KEYS = ("nside", "pixels_per_job", "refine")
 _ADAPTIVE_KEYS = ("level", "margin", "max_refine")
 _DAG_KEYS = ("retries", "maxjobs")
@@ -173,6 +179,9 @@ def _parse_containment(raw: Any) -> dict[str, float]:
     except InputError as exc:
         raise InputError(f"containment: {exc}") from None
     check_levels_ordered(raw, levels)
+    if not isinstance(raw, Mapping) and len(levels) == 2 and not {"50", "90"} <= set(levels):
+        low, high = sorted(levels.values())  # two bare numbers are the 50% and the 90% level, as for the merge
+        levels = {"50": low, "90": high}
     return levels
 
 
@@ -225,6 +234,12 @@ def _check_merge(top: Mapping[str, Any]) -> None:
         raise InputError(text[len("config ") :] if text.startswith("config ") else text) from None
 
 
+#: ``reco.compiled_kernel`` when a configuration does not set it: the compiled likelihood kernel (numba) is
+#: the default of a scan since the local executor runs scan nodes in warm processes, where its load cost
+#: (~1 s per fresh process) is paid once per run; the numpy path (``compiled_kernel: false``) stays the oracle.
+COMPILED_KERNEL_DEFAULT = True
+
+
 def parse_config(doc: Mapping[str, Any]) -> ScanConfig:
     """Validate a complete (merged) configuration mapping."""
     top = as_mapping(dict(doc), "", _TOP_KEYS)
@@ -233,6 +248,7 @@ def parse_config(doc: Mapping[str, Any]) -> ScanConfig:
     scan = as_mapping(top.get("scan"), "scan", _SCAN_KEYS)
     rule = as_str(scan.get("rule", "fixed"), "scan.rule", RULES)
     stages = _parse_stages(scan.get("stages"), rule)
+    parse_resolve(scan.get("resolve"))
 
     containment = _parse_containment(top.get("containment", "wilks"))
     ad = as_mapping(scan.get("adaptive", {}), "scan.adaptive", _ADAPTIVE_KEYS)
@@ -266,6 +282,10 @@ def parse_config(doc: Mapping[str, Any]) -> ScanConfig:
     from skyscan.reco.settings import RecoSettings
 
     RecoSettings.from_mapping(reco_raw)  # raises InputError("reco.<key>: ...")
+    if reco_raw is None or (isinstance(reco_raw, dict) and "compiled_kernel" not in reco_raw):
+        # the scan's default, written into config.yaml so that every node (local or grid) uses the same path
+        reco_raw = {**(reco_raw or {}), "compiled_kernel": COMPILED_KERNEL_DEFAULT}
+        top = {**top, "reco": reco_raw}
     _check_merge(top)
     return ScanConfig(
         rule=rule,
@@ -310,3 +330,30 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         return parse_config(doc)
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scan.resolve: refining until the containment region is resolved (docs/graph.md, "Resolving the region")
+# ---------------------------------------------------------------------------------------------------------------
+_RESOLVE_KEYS = ("min_pixels", "max_nside")
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """``scan.resolve``: after the last configured stage, keep refining around the best fit while the
+    ``scan.adaptive.level`` region (the 90% one by default) holds fewer than ``min_pixels`` pixels of the finest
+    scanned nside, up to ``max_nside``. ``min_pixels`` 0 turns it off. The defaults are skyscan.products.summary's (the flags of summary.json use them too)."""
+
+    min_pixels: int = RESOLVE_MIN_PIXELS
+    max_nside: int = RESOLVE_MAX_NSIDE
+
+
+def parse_resolve(raw: Any) -> Resolve:
+    """Validate ``scan.resolve`` (absent or null: the defaults); InputError naming the key otherwise."""
+    if raw is None:
+        return Resolve()
+    d = as_mapping(raw, "scan.resolve", _RESOLVE_KEYS)
+    return Resolve(
+        min_pixels=as_int(d.get("min_pixels", RESOLVE_MIN_PIXELS), "scan.resolve.min_pixels", minimum=0),
+        max_nside=validate_nside(d.get("max_nside", RESOLVE_MAX_NSIDE), "scan.resolve.max_nside"),
+    )

@@ -15,6 +15,13 @@ from typing import Any
 
 from skyscan.atomic import write_json, write_text
 from skyscan.campaign.manifest import REPORT_DIR
+from skyscan.campaign.report.calibrated import (
+    CalibratedStats,
+    calibrated_stats,
+    event_observables_of,
+    table_curves,
+    truth_statistic,
+)
 from skyscan.campaign.report.figures import write_figures
 from skyscan.campaign.report.html import report_html
 from skyscan.campaign.report.rows import (
@@ -60,12 +67,34 @@ class ReportResult:
     files: dict[str, Path]
 
 
+CALIBRATION_TABLE = "calibration-table.json"
+"""A calibration table in the campaign folder (``skyscan calibrate --campaign CAMPDIR`` writes it there by default)
+that the report uses for the 'after calibration' coverage when no other table is given."""
+
+
+def _calibrated(manifest: Any, rows: list[dict[str, Any]], table_path: Path) -> CalibratedStats:
+    """Coverage of the campaign's truths with a calibration table's levels (see ``report.calibrated``)."""
+    from skyscan.products.levels import read_calibration_table
+
+    table = read_calibration_table(table_path)
+    events = rows[: len(manifest.events)]
+    observables = [event_observables_of(manifest.event_dir(e)) if truth_statistic(r) is not None else None
+                   for e, r in zip(manifest.events, events, strict=True)]  # fmt: skip
+    return calibrated_stats(events, observables, table, table_curves(table_path))
+
+
 def write_report(
     campdir: str | os.PathLike[str],
     outdir: str | os.PathLike[str] | None = None,
     reference: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | None = None,
 ) -> ReportResult:
-    """Catalog (CSV, HDF5), report.json, figures and report.html of a campaign, in CAMPDIR/report by default."""
+    """Catalog (CSV, HDF5), report.json, figures and report.html of a campaign, in CAMPDIR/report by default.
+
+    ``calibration``: a calibration table (``skyscan-calibration-table/1``); the report then adds the coverage
+    of the truths with its levels ("after calibration") next to Wilks' ("before"). Without it,
+    CAMPDIR/calibration-table.json is used when it exists.
+    """
     from skyscan.version import __version__, git_revision
 
     refs = read_references(reference) if reference is not None else None
@@ -73,6 +102,9 @@ def write_report(
     folder = Path(outdir) if outdir is not None else manifest.campdir / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     stats = compute_stats(rows)
+    table_path = Path(calibration) if calibration is not None else manifest.campdir / CALIBRATION_TABLE
+    if calibration is not None or table_path.is_file():
+        stats.calibrated = _calibrated(manifest, rows, table_path)
     created = utcnow()
     attrs = {
         "schema": CATALOG_SCHEMA,
@@ -107,11 +139,13 @@ def write_report(
 
 __all__ = [
     "ALIASES",
+    "CALIBRATION_TABLE",
     "CATALOG_SCHEMA",
     "CI_LEVEL",
     "COLUMNS",
     "NOMINAL",
     "REPORT_SCHEMA",
+    "CalibratedStats",
     "Fraction",
     "Reference",
     "ReportResult",

@@ -62,13 +62,27 @@ def _coverage_plot(path: Path, stats: Stats, rows: Sequence[Mapping[str, Any]]) 
     lo = np.asarray([f.lo for _, _, f in stats.curve])
     hi = np.asarray([f.hi for _, _, f in stats.curve])
     ax.errorbar(nominal, frac, yerr=[frac - lo, hi - frac], fmt="o-", color="#4c72b0", capsize=3,
-                label="Wilks levels (chi2, 2 dof)")  # fmt: skip
+                label="before: Wilks levels (chi2, 2 dof)")  # fmt: skip
     methods = {r["containment_method"] for r in rows if r["state"] == "done" and r["containment_method"]}
     legend = f"the events' 50% and 90% regions ({', '.join(sorted(methods))})"
     for i, (label, f) in enumerate(stats.coverage.items()):
         if f.n:
             ax.errorbar([int(label) / 100], [f.value], yerr=[[f.value - f.lo], [f.hi - f.value]], fmt="s",
                         color="#c44e52", capsize=3, label=legend if i == 0 else None)  # fmt: skip
+    cal = stats.calibrated
+    if cal is not None:
+        if cal.curve:
+            cn = np.asarray([p for p, _ in cal.curve])
+            cf = np.asarray([f.value for _, f in cal.curve])
+            clo = np.asarray([f.lo for _, f in cal.curve])
+            chi = np.asarray([f.hi for _, f in cal.curve])
+            ax.errorbar(cn, cf, yerr=[cf - clo, chi - cf], fmt="^-", color="#55a868", capsize=3,
+                        label="after calibration (table levels)")  # fmt: skip
+        for i, (label, f) in enumerate(cal.coverage.items()):
+            if f.n:
+                ax.errorbar([int(label) / 100], [f.value], yerr=[[f.value - f.lo], [f.hi - f.value]], fmt="D",
+                            color="#8172b2", capsize=3,
+                            label="calibrated 50% and 90% regions" if i == 0 else None)  # fmt: skip
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("nominal containment")

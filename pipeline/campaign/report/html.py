@@ -67,6 +67,12 @@ def report_html(title: str, manifest: Manifest, stats: Stats, rows: Sequence[Map
             f"<tr><th>coverage of the 50% regions</th><td>{e(_fraction_text(stats.coverage['50']))}</td></tr>",
             f"<tr><th>coverage of the 90% regions</th><td>{e(_fraction_text(stats.coverage['90']))}</td></tr>",
         ]
+        cal = stats.calibrated
+        if cal is not None:
+            for label in ("50", "90"):
+                if label in cal.coverage:
+                    parts.append(f"<tr><th>coverage with the calibrated {label}% levels ({e(cal.observable)} "
+                                 f"table)</th><td>{e(_fraction_text(cal.coverage[label]))}</td></tr>")  # fmt: skip
     else:
         parts.append("<tr><th>references</th><td>none (no simulation truth, no --reference file)</td></tr>")
     parts.append("</table>")

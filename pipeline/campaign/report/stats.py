@@ -72,8 +72,15 @@ class Stats:
     error_q68: float | None
     coverage: dict[str, Fraction] = field(default_factory=dict)
     curve: list[tuple[float, float, Fraction]] = field(default_factory=list)
+    calibrated: Any = None  # report.calibrated.CalibratedStats: coverage with a calibration table's levels
 
     def as_dict(self) -> dict[str, Any]:
+        out = self._as_dict()
+        if self.calibrated is not None:
+            out["references"]["calibrated"] = self.calibrated.as_dict()
+        return out
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "counts": dict(self.counts),
             "area90_median_deg2": self.area90_median,

@@ -26,6 +26,7 @@ __all__ = [
     "NOTIFY_STATES",
     "SCAN_STATES",
     "SCHEMA_VERSION",
+    "TOKEN_ROLES",
     "connect",
     "migrate",
     "schema_version",
@@ -35,9 +36,11 @@ __all__ = [
 SCAN_STATES = ("received", "queued", "running", "done", "failed", "cancelled")
 ACTIVE_STATES = ("received", "queued", "running")
 NOTIFY_STATES = ("none", "pending", "sent", "failed")
+TOKEN_ROLES = ("read", "submit", "admin")  # the scan service's roles, each including the ones before it
 
 _STATE_LIST = ", ".join(f"'{s}'" for s in SCAN_STATES)
 _NOTIFY_LIST = ", ".join(f"'{s}'" for s in NOTIFY_STATES)
+_ROLE_LIST = ", ".join(f"'{s}'" for s in TOKEN_ROLES)
 
 # MIGRATIONS[i] brings a database from schema version i to i + 1 (never edit a released entry: append).
 MIGRATIONS: tuple[str, ...] = (
@@ -124,6 +127,35 @@ MIGRATIONS: tuple[str, ...] = (
         detail       TEXT
     );
     CREATE INDEX files_sha256 ON files(sha256);
+    """,
+    # 1 -> 2: the scan service (`skyscan serve`): priority lanes, the submitter's classifiers and label, who
+    # submitted and who aborted (token names), a replaced scan's replacement, the resolved configuration's digest,
+    # the last observed progress per stage (JSON, so that reading a scan never touches its directory), the scan id
+    # at a service of a watcher's `backend: service` scan, and the
+    # service's bearer tokens (only a salted hash of each secret is stored).
+    f"""
+    ALTER TABLE scans ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE scans ADD COLUMN classifiers TEXT;
+    ALTER TABLE scans ADD COLUMN label TEXT;
+    ALTER TABLE scans ADD COLUMN submitted_by TEXT;
+    ALTER TABLE scans ADD COLUMN aborted_by TEXT;
+    ALTER TABLE scans ADD COLUMN replaced_by INTEGER REFERENCES scans(id);
+    ALTER TABLE scans ADD COLUMN config_digest TEXT;
+    ALTER TABLE scans ADD COLUMN progress_doc TEXT;
+    ALTER TABLE scans ADD COLUMN remote_scan_id INTEGER;
+    CREATE INDEX scans_queue ON scans(state, priority, id);
+    CREATE INDEX scans_label ON scans(label);
+    CREATE INDEX scans_dedup ON scans(revision_id, config_digest);
+    CREATE TABLE tokens (
+        id        INTEGER PRIMARY KEY,
+        name      TEXT NOT NULL UNIQUE,
+        role      TEXT NOT NULL CHECK (role IN ({_ROLE_LIST})),
+        lookup    TEXT NOT NULL UNIQUE,
+        salt      TEXT NOT NULL,
+        hash      TEXT NOT NULL,
+        created   TEXT NOT NULL,
+        revoked   TEXT
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

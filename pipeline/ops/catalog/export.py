@@ -1,7 +1,8 @@
 """``skyscan catalog export``: a citable snapshot of the catalog, with the done scans' skymaps and a manifest.
 
 The snapshot holds ``catalog.csv``, ``catalog.json`` (``skyscan-catalog/1``), ``skymaps/`` and
-``manifest.json`` (``skyscan-catalog-manifest/1``: every file with its size and sha256).
+``manifest.json`` (``skyscan-catalog-manifest/1``: every file with its size and sha256). An alert whose rescan was
+cancelled keeps its done scan (and its skymaps); the rows and the manifest name the cancelled scan.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def _copy_skymaps(rows: list[dict[str, Any]], tmp: Path) -> list[dict[str, Any]]
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, tmp / rel)
             entry = _file_entry(tmp, rel)
-            included.append({"alert": row["alert"], "scan_id": row["scan_id"], "kind": name, **entry})
+            item = {"alert": row["alert"], "scan_id": row["scan_id"], "kind": name, **entry}
+            if row.get("cancelled_scan_id") is not None:  # a later rescan was cancelled: this done scan stands
+                item["cancelled_scan_id"] = row["cancelled_scan_id"]
+            included.append(item)
     return included
 
 

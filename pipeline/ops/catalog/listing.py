@@ -1,5 +1,9 @@
 """Listing the catalog (``skyscan catalog``): one row per alert (or revision) with its latest scan.
 
+A cancelled rescan does not hide a finished scan: when every scan of a revision after its newest done scan was
+cancelled, the row shows that done scan and names the newest cancelled one in ``cancelled_scan_id`` (the table
+says so in its note column).
+
 The rows and their documented columns make the ``skyscan-catalog/1`` document; the same rows print as an
 operator's table or as CSV. The summary columns are the shared ones of :mod:`skyscan.products.columns`.
 """
@@ -61,6 +65,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("outdir", "string", "", "the scan's output directory"),
     SUMMARY_COLUMNS["software_version"],
     Column("last_error", "string", "", "reason of the last failed attempt, or of the cancellation"),
+    Column("cancelled_scan_id", "integer", "",
+           "the newest scan of the revision when it was cancelled after this row's done scan, which is shown "
+           "instead (empty otherwise)"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
@@ -72,10 +79,15 @@ SELECT a.id AS alert_id, a.run_id, a.event_id, r.revision,
        s.last_error, m.ra_deg, m.dec_deg, m.llh, m.nside, m.containment_method,
        m.ra_plus_50_deg, m.ra_minus_50_deg, m.dec_plus_50_deg, m.dec_minus_50_deg, m.area_50_deg2,
        m.ra_plus_90_deg, m.ra_minus_90_deg, m.dec_plus_90_deg, m.dec_minus_90_deg, m.area_90_deg2,
-       m.pixels_scanned, m.pixels_failed, m.software_version
+       m.pixels_scanned, m.pixels_failed, m.software_version,
+       (SELECT MAX(c.id) FROM scans c WHERE c.revision_id = r.id AND c.id > s.id AND c.state = 'cancelled')
+         AS cancelled_scan_id
 FROM alerts a
 JOIN revisions r ON r.alert_id = a.id
-LEFT JOIN scans s ON s.id = (SELECT MAX(s2.id) FROM scans s2 WHERE s2.revision_id = r.id)
+LEFT JOIN scans s ON s.id = COALESCE(
+  (SELECT MAX(d.id) FROM scans d WHERE d.revision_id = r.id AND d.state = 'done'
+     AND NOT EXISTS (SELECT 1 FROM scans l WHERE l.revision_id = r.id AND l.id > d.id AND l.state != 'cancelled')),
+  (SELECT MAX(s2.id) FROM scans s2 WHERE s2.revision_id = r.id))
 LEFT JOIN summaries m ON m.scan_id = s.id
 WHERE (:all_revisions OR r.is_latest = 1)
   AND (:since IS NULL OR r.event_time >= :since)
@@ -86,7 +98,10 @@ ORDER BY r.event_time, a.id, r.revision
 
 def catalog_rows(conn: sqlite3.Connection, *, since: str | None = None, state: str | None = None,
                  all_revisions: bool = False) -> list[dict[str, Any]]:
-    """Every alert with its latest scan (or every revision with its latest scan), oldest event first."""
+    """Every alert with its latest scan (or every revision with its latest scan), oldest event first.
+
+    "Latest" skips cancelled scans that follow a done one: then the done scan is shown and ``cancelled_scan_id``
+    names the newest cancelled scan."""
     if state is not None and state not in SCAN_STATES:
         raise InputError(f"--state: unknown state {state!r} (one of {', '.join(SCAN_STATES)})")
     params = {"all_revisions": 1 if all_revisions else 0, "since": parse_since(since) if since else None,
@@ -159,6 +174,15 @@ def _wall(seconds: Any) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def _note(row: dict[str, Any]) -> str:
+    """The table's note: why a scan is not done, or that a later scan was cancelled and this done one is shown."""
+    if row["state"] != "done":
+        return " ".join(str(row["last_error"] or "").split())
+    if row.get("cancelled_scan_id") is not None:
+        return f"scan {row['cancelled_scan_id']} (a later scan) was cancelled; showing done scan {row['scan_id']}"
+    return ""
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """An operator's view: one line per row, reasons of failures at the end of the line."""
     header = ("id", "alert", "rev", "event time (UTC)", "stream", "state", "try", "RA", "Dec",
@@ -181,7 +205,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             _fmt(r["area_90_deg2"]),
             _wall(r["wall_seconds"]),
             r["outdir"] or "-",
-            " ".join(str(r["last_error"] or "").split()) if r["state"] != "done" else "",
+            _note(r),
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []

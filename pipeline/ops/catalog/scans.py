@@ -20,8 +20,11 @@ from skyscan.reco import untrusted
 from skyscan.timestamps import parse_stamp
 
 __all__ = [
+    "DEDUP_STATES",
     "IngestResult",
+    "ScanRequest",
     "ScanRow",
+    "Submitted",
     "add_scan",
     "alert_name",
     "claim_scan",
@@ -32,15 +35,19 @@ __all__ = [
     "mark_done",
     "notify_pending",
     "queue_scan",
+    "queued_in_order",
     "record_file",
     "record_notification",
     "record_progress",
     "record_quarantine",
     "record_revision",
+    "release_claim",
+    "rescan_scan",
     "resolve_alert",
     "scans_in_state",
     "scans_of_alert",
     "set_launched",
+    "submit_scan",
 ]
 
 
@@ -103,33 +110,42 @@ def record_revision(conn: sqlite3.Connection, *, run_id: int, event_id: int, sha
                     source_name: str, event_time: datetime, stream: str | None, now: str) -> IngestResult:
     """Record a validated event file: a duplicate, a new alert or a new revision (with its received scan)."""
     with transaction(conn):
-        row = conn.execute(
-            "SELECT r.id, r.revision, r.alert_id FROM revisions r WHERE r.sha256 = ?", (sha256,)
-        ).fetchone()
-        if row is not None:
-            record_file(conn, name=source_name, sha256=sha256, outcome="duplicate", now=now, revision_id=row["id"])
-            return IngestResult("duplicate", int(row["alert_id"]), int(row["id"]), int(row["revision"]), None)
-        alert = conn.execute(
-            "SELECT id FROM alerts WHERE run_id = ? AND event_id = ?", (run_id, event_id)
-        ).fetchone()
-        if alert is None:
-            alert_id = int(conn.execute(
-                "INSERT INTO alerts (run_id, event_id, first_seen) VALUES (?, ?, ?)", (run_id, event_id, now)
-            ).lastrowid or 0)
-            revision, outcome = 1, "new"
-        else:
-            alert_id = int(alert["id"])
-            last = conn.execute("SELECT MAX(revision) FROM revisions WHERE alert_id = ?", (alert_id,)).fetchone()[0]
-            revision, outcome = int(last or 0) + 1, "revision"
-            conn.execute("UPDATE revisions SET is_latest = 0 WHERE alert_id = ?", (alert_id,))
-        revision_id = int(conn.execute(
-            "INSERT INTO revisions (alert_id, revision, sha256, archive_path, source_name, received, event_time,"
-            " stream, is_latest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            (alert_id, revision, sha256, archive_path, source_name, now, event_time_key(event_time), stream),
+        return _record_revision(conn, run_id=run_id, event_id=event_id, sha256=sha256, archive_path=archive_path,
+                                source_name=source_name, event_time=event_time, stream=stream, now=now,
+                                with_scan=True)
+
+
+def _record_revision(conn: sqlite3.Connection, *, run_id: int, event_id: int, sha256: str, archive_path: str,
+                     source_name: str, event_time: datetime, stream: str | None, now: str,
+                     with_scan: bool) -> IngestResult:
+    """:func:`record_revision` inside the caller's transaction; ``with_scan``: a new revision gets a received scan."""
+    row = conn.execute(
+        "SELECT r.id, r.revision, r.alert_id FROM revisions r WHERE r.sha256 = ?", (sha256,)
+    ).fetchone()
+    if row is not None:
+        record_file(conn, name=source_name, sha256=sha256, outcome="duplicate", now=now, revision_id=row["id"])
+        return IngestResult("duplicate", int(row["alert_id"]), int(row["id"]), int(row["revision"]), None)
+    alert = conn.execute(
+        "SELECT id FROM alerts WHERE run_id = ? AND event_id = ?", (run_id, event_id)
+    ).fetchone()
+    if alert is None:
+        alert_id = int(conn.execute(
+            "INSERT INTO alerts (run_id, event_id, first_seen) VALUES (?, ?, ?)", (run_id, event_id, now)
         ).lastrowid or 0)
-        scan_id = _insert_scan(conn, revision_id, None, now)
-        record_file(conn, name=source_name, sha256=sha256, outcome=outcome, now=now, revision_id=revision_id)
-        return IngestResult(outcome, alert_id, revision_id, revision, scan_id)
+        revision, outcome = 1, "new"
+    else:
+        alert_id = int(alert["id"])
+        last = conn.execute("SELECT MAX(revision) FROM revisions WHERE alert_id = ?", (alert_id,)).fetchone()[0]
+        revision, outcome = int(last or 0) + 1, "revision"
+        conn.execute("UPDATE revisions SET is_latest = 0 WHERE alert_id = ?", (alert_id,))
+    revision_id = int(conn.execute(
+        "INSERT INTO revisions (alert_id, revision, sha256, archive_path, source_name, received, event_time,"
+        " stream, is_latest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        (alert_id, revision, sha256, archive_path, source_name, now, event_time_key(event_time), stream),
+    ).lastrowid or 0)
+    scan_id = _insert_scan(conn, revision_id, None, now) if with_scan else None
+    record_file(conn, name=source_name, sha256=sha256, outcome=outcome, now=now, revision_id=revision_id)
+    return IngestResult(outcome, alert_id, revision_id, revision, scan_id)
 
 
 def record_quarantine(conn: sqlite3.Connection, *, name: str, sha256: str, reason: str, now: str) -> None:
@@ -172,6 +188,10 @@ class ScanRow:
     last_error: str | None
     notify_state: str
     notify_attempts: int
+    last_started: str | None = None
+    priority: int = 0
+    config_digest: str | None = None
+    remote_scan_id: int | None = None  # the scan at the service (the watcher's `backend: service`)
 
     @property
     def name(self) -> str:
@@ -181,7 +201,8 @@ class ScanRow:
 _SCAN_SELECT = """
     SELECT s.id, s.revision_id, r.alert_id, a.run_id, a.event_id, r.revision, r.archive_path, s.state, s.backend,
            s.outdir, s.scan_config, s.attempts, s.started, s.not_before, s.pid, s.cluster_id, s.progress,
-           s.progress_at, s.last_error, s.notify_state, s.notify_attempts
+           s.progress_at, s.last_error, s.notify_state, s.notify_attempts, s.last_started, s.priority,
+           s.config_digest, s.remote_scan_id
     FROM scans s JOIN revisions r ON r.id = s.revision_id JOIN alerts a ON a.id = r.alert_id
 """
 
@@ -212,6 +233,13 @@ def scans_of_alert(conn: sqlite3.Connection, alert_id: int, *states: str) -> lis
     return [_scan_row(r) for r in rows]
 
 
+def queued_in_order(conn: sqlite3.Connection) -> list[ScanRow]:
+    """Queued scans in the order they start: highest priority first (realtime, >= 100, before any lower),
+    first queued first within equal priority."""
+    rows = conn.execute(_SCAN_SELECT + " WHERE s.state = 'queued' ORDER BY s.priority DESC, s.id").fetchall()
+    return [_scan_row(r) for r in rows]
+
+
 def count_running(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM scans WHERE state = 'running'").fetchone()[0])
 
@@ -232,27 +260,46 @@ def claim_scan(conn: sqlite3.Connection, scan_id: int, backend: str, now: str) -
         cur = conn.execute(
             "UPDATE scans SET state = 'running', attempts = attempts + 1, backend = COALESCE(backend, ?),"
             " started = COALESCE(started, ?), last_started = ?, progress = NULL, progress_at = ?, pid = NULL,"
-            " cluster_id = NULL, not_before = NULL, updated = ? WHERE id = ? AND state = 'queued'",
+            " cluster_id = NULL, remote_scan_id = NULL, not_before = NULL, updated = ? WHERE id = ? AND state = 'queued'",
             (backend, now, now, now, now, scan_id),
         )
         return cur.rowcount == 1
 
 
-def set_launched(conn: sqlite3.Connection, scan_id: int, *, pid: int | None = None,
-                 cluster_id: int | None = None, now: str) -> None:
+def release_claim(conn: sqlite3.Connection, scan_id: int, reason: str, now: str) -> bool:
+    """running -> queued again for a claim whose process never started (the claimer died between claim and
+    launch): the attempt is given back and the scan may start at once (no retry delay)."""
     with transaction(conn):
-        conn.execute(
-            "UPDATE scans SET pid = COALESCE(?, pid), cluster_id = COALESCE(?, cluster_id), updated = ?"
-            " WHERE id = ? AND state = 'running'",
-            (pid, cluster_id, now, scan_id),
+        cur = conn.execute(
+            "UPDATE scans SET state = 'queued', attempts = MAX(attempts - 1, 0), not_before = NULL, pid = NULL,"
+            " last_error = ?, updated = ? WHERE id = ? AND state = 'running' AND pid IS NULL AND cluster_id IS NULL",
+            (reason, now, scan_id),
         )
+        return cur.rowcount == 1
 
 
-def record_progress(conn: sqlite3.Connection, scan_id: int, fingerprint: str, now: str) -> None:
+def set_launched(conn: sqlite3.Connection, scan_id: int, *, pid: int | None = None,
+                 cluster_id: int | None = None, remote_scan_id: int | None = None, now: str) -> bool:
+    """Record the launched process group or DAGMan cluster; False when the scan is no longer running (it was
+    cancelled between claim and launch: the caller stops what it started)."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE scans SET pid = COALESCE(?, pid), cluster_id = COALESCE(?, cluster_id),"
+            " remote_scan_id = COALESCE(?, remote_scan_id), updated = ? WHERE id = ? AND state = 'running'",
+            (pid, cluster_id, remote_scan_id, now, scan_id),
+        )
+        return cur.rowcount == 1
+
+
+def record_progress(conn: sqlite3.Connection, scan_id: int, fingerprint: str, now: str,
+                    progress_doc: str | None = None) -> None:
+    """A change of progress: its fingerprint (for stall detection) and, when given, the per-stage progress as
+    JSON (what the scan service shows, so that reading a scan never touches its directory)."""
     with transaction(conn):
         conn.execute(
-            "UPDATE scans SET progress = ?, progress_at = ?, updated = ? WHERE id = ? AND state = 'running'",
-            (fingerprint, now, now, scan_id),
+            "UPDATE scans SET progress = ?, progress_at = ?, progress_doc = COALESCE(?, progress_doc), updated = ?"
+            " WHERE id = ? AND state = 'running'",
+            (fingerprint, now, progress_doc, now, scan_id),
         )
 
 
@@ -304,13 +351,14 @@ def mark_done(conn: sqlite3.Connection, scan_id: int, summary: SummaryRow, summa
         return True
 
 
-def mark_cancelled(conn: sqlite3.Connection, scan_id: int, reason: str, now: str) -> bool:
+def mark_cancelled(conn: sqlite3.Connection, scan_id: int, reason: str, now: str, by: str | None = None) -> bool:
+    """An active scan -> cancelled; ``by`` names who aborted it (a service token's name)."""
     marks = ", ".join("?" for _ in ACTIVE_STATES)
     with transaction(conn):
         cur = conn.execute(
-            f"UPDATE scans SET state = 'cancelled', last_error = ?, finished = ?, updated = ?"
-            f" WHERE id = ? AND state IN ({marks})",
-            (reason, now, now, scan_id, *ACTIVE_STATES),
+            f"UPDATE scans SET state = 'cancelled', last_error = ?, finished = ?, updated = ?,"
+            f" aborted_by = COALESCE(?, aborted_by) WHERE id = ? AND state IN ({marks})",
+            (reason, now, now, by, scan_id, *ACTIVE_STATES),
         )
         return cur.rowcount == 1
 
@@ -365,3 +413,91 @@ def record_notification(conn: sqlite3.Connection, scan_id: int, error: str | Non
             (state, attempts, error, now, scan_id),
         )
         return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The scan service's submissions
+# ---------------------------------------------------------------------------------------------------------------
+#: The states in which a scan of the same revision with the same resolved configuration makes a new one redundant.
+DEDUP_STATES = ("received", "queued", "running", "done")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submission to the service did: the scan that answers it, and whether it was created now."""
+
+    scan_id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """What a new scan of the service carries besides its revision (see docs/service.md)."""
+
+    scan_config: str | None  # the resolved configuration file the scan runs with
+    config_digest: str  # sha256 of the resolved configuration (the duplicate check compares it)
+    scans_dir: str  # the folder of the service's scan directories
+    priority: int = 0  # 0-1000; >= 100 is the realtime lane
+    classifiers: str | None = None  # JSON object of the submitter's classifiers
+    label: str | None = None
+    submitted_by: str | None = None  # the token's name
+
+
+def _insert_queued_scan(conn: sqlite3.Connection, revision_id: int, name: str, req: ScanRequest, now: str) -> int:
+    scan_id = int(conn.execute(
+        "INSERT INTO scans (revision_id, state, scan_config, created, updated, queued, priority, classifiers, label,"
+        " submitted_by, config_digest) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (revision_id, req.scan_config, now, now, now, req.priority, req.classifiers, req.label, req.submitted_by,
+         req.config_digest),
+    ).lastrowid or 0)
+    outdir = f"{req.scans_dir.rstrip('/')}/{name}-s{scan_id}"
+    conn.execute("UPDATE scans SET outdir = ? WHERE id = ?", (outdir, scan_id))
+    return scan_id
+
+
+def submit_scan(conn: sqlite3.Connection, *, run_id: int, event_id: int, sha256: str, archive_path: str,
+                event_time: datetime, stream: str | None, request: ScanRequest, force: bool, now: str) -> Submitted:
+    """Record an event posted to the service and queue its scan, in one transaction.
+
+    The same revision (same content) with the same resolved configuration already received, queued, running or
+    done answers with that scan instead of a new one, unless ``force``. Two identical submissions at the same
+    moment are serialised by the transaction (``BEGIN IMMEDIATE``), so they cannot both create a scan.
+    """
+    with transaction(conn):
+        res = _record_revision(conn, run_id=run_id, event_id=event_id, sha256=sha256, archive_path=archive_path,
+                               source_name=f"api:{request.submitted_by or 'anonymous'}", event_time=event_time,
+                               stream=stream, now=now, with_scan=False)
+        if not force:
+            marks = ", ".join("?" for _ in DEDUP_STATES)
+            row = conn.execute(
+                f"SELECT id FROM scans WHERE revision_id = ? AND config_digest = ? AND state IN ({marks})"
+                " ORDER BY id LIMIT 1", (res.revision_id, request.config_digest, *DEDUP_STATES),
+            ).fetchone()
+            if row is not None:
+                return Submitted(int(row["id"]), False)
+        name = alert_name(run_id, event_id, res.revision)
+        return Submitted(_insert_queued_scan(conn, res.revision_id, name, request, now), True)
+
+
+def rescan_scan(conn: sqlite3.Connection, scan_id: int, request: ScanRequest, *, replace: bool,
+                now: str) -> int:
+    """A new queued scan of the same revision as ``scan_id`` (its classifiers and label carried over unless the
+    request gives its own); ``replace`` makes the old scan's ``replaced_by`` name the new one."""
+    with transaction(conn):
+        old = conn.execute(
+            "SELECT s.revision_id, s.classifiers, s.label, a.run_id, a.event_id, r.revision FROM scans s"
+            " JOIN revisions r ON r.id = s.revision_id JOIN alerts a ON a.id = r.alert_id WHERE s.id = ?",
+            (scan_id,),
+        ).fetchone()
+        if old is None:
+            raise InputError(f"no scan {scan_id}")
+        carried = ScanRequest(
+            scan_config=request.scan_config, config_digest=request.config_digest, scans_dir=request.scans_dir,
+            priority=request.priority, classifiers=request.classifiers or old["classifiers"],
+            label=request.label or old["label"], submitted_by=request.submitted_by,
+        )
+        name = alert_name(int(old["run_id"]), int(old["event_id"]), int(old["revision"]))
+        new_id = _insert_queued_scan(conn, int(old["revision_id"]), name, carried, now)
+        if replace:
+            conn.execute("UPDATE scans SET replaced_by = ?, updated = ? WHERE id = ?", (new_id, now, scan_id))
+        return new_id
