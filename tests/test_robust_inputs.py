@@ -191,3 +191,19 @@ def test_read_event_message_names_the_file_and_is_one_line(tmp_path: Path, event
     with pytest.raises(InputError) as info:
         read_event(path)
     assert str(info.value).startswith(f"{path}: ") and "deep" in str(info.value)
+
+
+def test_config_key_with_a_newline_is_quoted_on_one_line(tmp_path: Path) -> None:
+    """Found by the long fuzz run: a YAML key holding a line break reached the message raw."""
+    path = tmp_path / "c.yaml"
+    path.write_text('scan: {"\\n\\u001b[31m": 1}\n', encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message
+    assert "scan.\\n\\x1b[31m: unknown key" in message
+
+
+def test_input_error_escapes_control_characters_whatever_builds_the_message() -> None:
+    assert str(InputError("bad\r\nline\tx")) == "bad\\r\\nline\\tx"
+    assert str(InputError("RA 258.31°, 0.02 deg²")) == "RA 258.31°, 0.02 deg²"
