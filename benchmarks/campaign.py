@@ -23,6 +23,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import resource
 import sys
@@ -36,6 +37,11 @@ CREATE_TARGET_SECONDS = 5.0
 CREATE_TARGET_MB = 500.0
 ACCURACY_MEDIAN_DEG = 0.5
 COVERAGE90_RANGE = (0.85, 0.95)
+
+
+def _load() -> float:
+    """The 1-minute load average: a wall time means little without it on a shared machine."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def _max_rss_mb() -> float:
@@ -66,6 +72,7 @@ def bench_create(args: argparse.Namespace, work: Path) -> bool:
     from skyscan.settings.scan import load_config
     from skyscan.settings.site import load_site
 
+    load_before = _load()
     t0 = time.perf_counter()
     inputs = _write_inputs(work / "inputs", args.events)
     pulses = [len(json.loads(Path(p).read_text())["pulses"]["time"]) for p in inputs[:20]]
@@ -103,6 +110,7 @@ def bench_create(args: argparse.Namespace, work: Path) -> bool:
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(25)
         print(buf.getvalue())
+    print(f"load average (1 min) before/after: {load_before:.2f} / {_load():.2f} on {os.cpu_count()} cores")
     ok = seconds <= CREATE_TARGET_SECONDS and rss <= CREATE_TARGET_MB
     print(f"target <= {CREATE_TARGET_SECONDS:g} s and <= {CREATE_TARGET_MB:g} MB: {'met' if ok else 'NOT met'}")
     return ok

@@ -14,6 +14,7 @@ maximum resident set size. Targets: a fresh `skyscan merge` <= 1.0 s, and <= 500
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -28,6 +29,11 @@ TARGET_SECONDS = 5.0
 TARGET_CLI_SECONDS = 1.0
 """A fresh ``skyscan merge`` process, imports included."""
 TARGET_MB = 500.0
+
+
+def _load() -> float:
+    """The 1-minute load average: a wall time means little without it on a shared machine."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def _cli_merge(outdir: Path, plots: bool) -> tuple[float, float]:
@@ -49,6 +55,7 @@ def main() -> int:
     parser.add_argument("--scan", type=Path, help="merge a copy of this finished scan instead of a synthetic one")
     args = parser.parse_args()
 
+    load_before = _load()
     t0 = time.perf_counter()
     from skyscan.nodes.merge import merge_scan
     from skyscan.nodes.synthetic import write_synthetic_scan
@@ -89,6 +96,7 @@ def main() -> int:
         ok = worst <= TARGET_SECONDS and best_cli <= TARGET_CLI_SECONDS and max(peak_mb, rss_mb) <= TARGET_MB
         print(f"slowest merge {worst:.2f} s (+{t_import:.2f} s of imports once per process)")
         print(f"fastest fresh `skyscan merge` {best_cli:.2f} s wall")
+        print(f"load average (1 min) before/after: {load_before:.2f} / {_load():.2f} on {os.cpu_count()} cores")
         print(f"targets: fresh process <= {TARGET_CLI_SECONDS:g} s, in-process <= {TARGET_SECONDS:g} s, "
               f"<= {TARGET_MB:g} MB: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1

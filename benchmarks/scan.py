@@ -8,6 +8,7 @@ set) with the executor's timing trace (SKYSCAN_EXECUTOR_TRACE) and prints:
 - the critical path node by node: prepare, each stage's scan jobs, each plan step (the PRE script of a stage),
   merge and final, with start and end (seconds after `skyscan run` was started) and duration; for each scan
   job also its fit time (what the job itself reports) and the rest, the job's fixed cost;
+- where the wall time goes: start-up, prepare, the stages' scan jobs, plan steps, merge, final, the rest;
 - the wall time and the overhead ratio: wall / (summed scan-job time / parallel jobs);
 - a scan node's fixed cost (interpreter, imports, event preparation, compiled-kernel load) measured apart:
   a one-pixel scan node with the scan's configuration as a fresh process and as a fork of a warm process.
@@ -130,6 +131,34 @@ def print_critical_path(spans: dict[tuple[str, str], Span], t0: float, scan_dir:
     return scan_total
 
 
+def print_shares(spans: dict[tuple[str, str], Span], t0: float, wall: float) -> None:
+    """The wall time split into what sets it: start-up, prepare, the stages' scan jobs, plan steps, merge, final."""
+    parts: dict[str, float] = defaultdict(float)
+    top = {s.node: s for s in spans.values() if s.dag == "skyscan.dag"}
+    prepare = top.get("prepare")
+    if prepare is not None and prepare.start is not None and prepare.end is not None:
+        parts["start-up (before prepare)"] = prepare.start - t0
+        parts["prepare"] = prepare.end - prepare.start
+    by_dag: dict[str, list[Span]] = defaultdict(list)
+    for span in spans.values():
+        by_dag[span.dag].append(span)
+        if span.node.startswith("stage") and "pre" in span.times:
+            parts["plan steps (PRE)"] += (span.times.get("running") or span.end or span.times["pre"]) - span.times["pre"]
+    for jobs in by_dag.values():
+        starts = [j.times["running"] for j in jobs if j.node.startswith("scan-") and "running" in j.times]
+        ends = [j.end for j in jobs if j.node.startswith("scan-") and j.end is not None]
+        if starts and ends:
+            parts["scan stages (first start to last end)"] += max(ends) - min(starts)
+    for name in ("merge", "final"):
+        span = top.get(name)
+        if span is not None and span.start is not None and span.end is not None:
+            parts[name] = span.end - span.start
+    parts["the rest (gaps between nodes, exit)"] = wall - sum(parts.values())
+    print("where the wall time goes:")
+    for name, seconds in parts.items():
+        print(f"  {name:<40} {seconds:5.2f} s  {100 * seconds / wall:4.1f}%")
+
+
 def _wall(cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
     t = time.perf_counter()
     run = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -224,8 +253,10 @@ def main() -> None:
     print(f"pixels per stage: {summary['pixels']['by_nside']} (total {summary['pixels']['scanned']}, "
           f"failed {summary['pixels']['failed']})")
     print("critical path:")
-    scan_seconds = print_critical_path(read_trace(trace), t0, out)
+    spans = read_trace(trace)
+    scan_seconds = print_critical_path(spans, t0, out)
     ideal = scan_seconds / args.jobs
+    print_shares(spans, t0, wall)
     print(f"wall time: {wall:.2f} s (target <= 6 s)")
     print(f"scan jobs summed {scan_seconds:.2f} s; ideal {ideal:.2f} s on {args.jobs} jobs")
     print(f"overhead ratio (wall / ideal): {wall / ideal:.2f} (target <= 1.15)")

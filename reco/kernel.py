@@ -4,8 +4,10 @@ This is the production path of :meth:`skyscan.reco.llh.TrackLikelihood.nll_grad`
 exactly the formulas of the numpy reference (:mod:`skyscan.reco.llh_reference`, the test oracle):
 Pandel jitter-convolved table interpolation, MPE, hit/no-hit and the noise floor, for a batch of
 vertex hypotheses (a, b, t0) of fixed directions. The numpy version spends most of its time on
-temporaries of shape (pixels, DOMs); the compiled loop works term by term in registers and keeps
-only one row of partial terms per pixel (for the sums). Every operation is the reference's, in the reference's order, and the sums are formed
+temporaries of shape (pixels, DOMs); the compiled loop works on one pixel at a time, in a few rows of
+per-term values reused for every pixel (L2-cache sized), split into loops that do only plain arithmetic
+(which the compiler vectorises) or only one C-library exp/log per term. Every operation is the reference's,
+in the reference's order, and the sums are formed
 in numpy's pairwise order (``fastmath`` is not used, so nothing is reordered or approximated): where
 numpy and numba call the same C library exp/log, values and gradients are bit-identical, and
 elsewhere they differ by rounding only (~1e-15 relative).
@@ -69,13 +71,16 @@ _cache_mode = ""
 def _jit(func: F) -> F:
     """``numba.njit(cache=True)``, or without the cache when no cache location is writable.
 
+    ``error_model="numpy"``: a division by zero gives inf/NaN as numpy's does (the reference's behaviour)
+    instead of raising, which also spares every division its check and lets loops vectorise.
+
     numba refuses ``cache=True`` outright (RuntimeError) when neither ``NUMBA_CACHE_DIR``, nor
     ``__pycache__`` beside this file, nor the user's cache directory can be written; the kernel
     is then compiled in memory for the process: a slow start, the same results.
     """
     global _cache_mode
     try:
-        return cast(F, numba.njit(cache=True, nogil=True)(func))
+        return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy")(func))
     except RuntimeError:
         warnings.warn(
             "skyscan.reco.kernel: no writable numba cache location (set NUMBA_CACHE_DIR); "
@@ -84,7 +89,7 @@ def _jit(func: F) -> F:
             stacklevel=2,
         )
         _cache_mode = "uncached"
-        return cast(F, numba.njit(cache=False, nogil=True)(func))
+        return cast(F, numba.njit(cache=False, nogil=True, error_model="numpy")(func))
 
 
 @_jit
@@ -212,10 +217,30 @@ def _nll_grad_loop(
     out_f = np.empty(n_rows)
     out_g = np.empty((n_rows, 3))
     n_pad = u_n.shape[1]
+    # per-term scratch rows, reused for every pixel (each loop below is one kind of work: plain arithmetic
+    # the compiler can vectorise, or one C-library call per term)
+    du = np.empty(n_hit)
+    dv = np.empty(n_hit)
+    rho = np.empty(n_hit)
+    inv_rho = np.empty(n_hit)
+    resid = np.empty(n_hit)
+    w = np.empty(n_hit)
+    xi = np.empty(n_hit)
+    ln_xi = np.empty(n_hit)
+    att = np.empty(n_hit)
+    lp = np.empty(n_hit)
+    ex = np.empty(n_hit)
+    mu_s = np.empty(n_hit)
+    dlnmu = np.empty(n_hit)
+    mu_tot = np.empty(n_hit)
+    ratio = np.empty(n_hit)
+    miss = np.empty(n_hit)
     cell_of = np.empty(n_hit, dtype=np.int64)
-    term = np.empty((n_hit, 6))
+    corner = np.empty(n_hit)
     part = np.zeros((7, n_hit))
     near = np.empty((3, n_pad))
+    rho_n = np.empty(n_pad)
+    att_n = np.empty(n_pad)
     t_lo = table_geom[0]
     n_fine = table_geom[1]
     n_cols = int(table_geom[2])
@@ -234,113 +259,147 @@ def _nll_grad_loop(
         e1z = axes_z[k, 0]
         e2z = axes_z[k, 1]
         dz = axes_z[k, 2]
-        bad = False
-        # Pass 1: the table cell of every hit term. Its loads are independent of each other, so
-        # the processor overlaps their cache misses (the table is larger than the caches);
-        # pass 2 then finds the cells cached.
+        u_k = u_h[k]
+        v_k = v_h[k]
+        s_k = s_h[k]
+        # 1: geometry of every hit term (plain arithmetic)
+        n_bad = 0
         for j in range(n_hit):
-            du = u_h[k, j] - a
-            dv = v_h[k, j] - b
-            rho = math.sqrt(du * du + dv * dv)
-            inv_rho = 1.0 / _maximum(rho, 1e-3)
-            resid = t_h[j] - t0 - (s_h[k, j] + rho * _TAN) * _INV_C
-            w = (e1z * du + e2z * dv) * inv_rho
-            cos_eta = _COS * dz + _SIN * w
-            xi = (3.1 + cos_eta * (-3.9 + 4.6 * cos_eta) + _A1 * rho) * _INV_LAMBDA
-            if resid != resid or xi != xi:  # NaN: no table cell (infinities are clipped, as in numpy)
-                bad = True
-                break
-            # the table cell as in ConvolvedPandel._cells
-            tc = _minimum(_maximum(resid, t_lo), _T_CLIP)
+            du_j = u_k[j] - a
+            dv_j = v_k[j] - b
+            rho_j = math.sqrt(du_j * du_j + dv_j * dv_j)
+            inv_j = 1.0 / _maximum(rho_j, 1e-3)
+            res_j = t_h[j] - t0 - (s_k[j] + rho_j * _TAN) * _INV_C
+            w_j = (e1z * du_j + e2z * dv_j) * inv_j
+            cos_eta = _COS * dz + _SIN * w_j
+            xi_j = (3.1 + cos_eta * (-3.9 + 4.6 * cos_eta) + _A1 * rho_j) * _INV_LAMBDA
+            du[j] = du_j
+            dv[j] = dv_j
+            rho[j] = rho_j
+            inv_rho[j] = inv_j
+            resid[j] = res_j
+            w[j] = w_j
+            xi[j] = xi_j
+            n_bad += np.int64(res_j != res_j) + np.int64(xi_j != xi_j)
+        if n_bad:  # NaN: no table cell (infinities are clipped, as in numpy); the reference gives NaN too
+            out_f[i] = np.nan
+            out_g[i, 0] = np.nan
+            out_g[i, 1] = np.nan
+            out_g[i, 2] = np.nan
+            continue
+        # 2: the C-library calls that need only the geometry
+        for j in range(n_hit):
+            ln_xi[j] = math.log(xi[j])
+        for j in range(n_hit):
+            att[j] = math.exp(-rho[j] * _INV_ABS)
+        # 3: the table cell of every term, as in ConvolvedPandel._cells; the loads of its first entry are
+        # independent of each other, so the processor overlaps their cache misses (the table is larger than
+        # the caches) and step 4 finds the cells cached
+        for j in range(n_hit):
+            tc = _minimum(_maximum(resid[j], t_lo), _T_CLIP)
+            if tc < _T_SPLIT:
+                u = (tc - t_lo) * _INV_FINE
+            else:
+                u = n_fine + (tc - _T_SPLIT) * _INV_COARSE
+            iu = int(u)
+            v = _minimum(_maximum((ln_xi[j] - ln_xi_min) * inv_ln_step, 0.0), _V_CLIP)
+            iv = int(v)
+            cell_of[j] = iv * n_cols + iu
+            corner[j] = table[iv * n_cols + iu, 0]
+        # 4: interpolation and the terms' arithmetic, as in the numpy reference
+        for j in range(n_hit):
+            res_j = resid[j]
+            xi_j = xi[j]
+            rho_j = rho[j]
+            inv_j = inv_rho[j]
+            du_j = du[j]
+            dv_j = dv[j]
+            w_j = w[j]
+            tc = _minimum(_maximum(res_j, t_lo), _T_CLIP)
             if tc < _T_SPLIT:
                 inv_step = _INV_FINE
                 u = (tc - t_lo) * inv_step
             else:
                 inv_step = _INV_COARSE
                 u = n_fine + (tc - _T_SPLIT) * inv_step
-            iu = int(u)
-            v_raw = (math.log(xi) - ln_xi_min) * inv_ln_step
+            fu = u - int(u)
+            v_raw = (ln_xi[j] - ln_xi_min) * inv_ln_step
             v = _minimum(_maximum(v_raw, 0.0), _V_CLIP)
-            iv = int(v)
-            cell_of[j] = iv * n_cols + iu
-            term[j, 0] = rho
-            term[j, 1] = u - iu
-            term[j, 2] = v - iv
-            term[j, 3] = inv_step if (resid > t_lo and resid < _T_MAX) else 0.0
-            term[j, 4] = 1.0 / (ln_step * xi) if v == v_raw else 0.0
-            term[j, 5] = table[cell_of[j], 0]
-        if bad:
-            out_f[i] = np.nan
-            out_g[i, 0] = np.nan
-            out_g[i, 1] = np.nan
-            out_g[i, 2] = np.nan
-            continue
-        # Pass 2: the terms, with the same arithmetic as the numpy reference.
-        for j in range(n_hit):
-            du = u_h[k, j] - a
-            dv = v_h[k, j] - b
-            rho = term[j, 0]
-            inv_rho = 1.0 / _maximum(rho, 1e-3)
-            drho_da = -du * inv_rho
-            drho_db = -dv * inv_rho
-            resid = t_h[j] - t0 - (s_h[k, j] + rho * _TAN) * _INV_C
-            w = (e1z * du + e2z * dv) * inv_rho
-            cos_eta = _COS * dz + _SIN * w
+            fv = v - int(v)
+            du_dt = inv_step if (res_j > t_lo and res_j < _T_MAX) else 0.0
+            dv_dxi = 1.0 / (ln_step * xi_j) if v == v_raw else 0.0
+            drho_da = -du_j * inv_j
+            drho_db = -dv_j * inv_j
+            cos_eta = _COS * dz + _SIN * w_j
             k_eta = (-3.9 + 9.2 * cos_eta) * _K_ETA
-            xi = (3.1 + cos_eta * (-3.9 + 4.6 * cos_eta) + _A1 * rho) * _INV_LAMBDA
-            dxi_da = k_eta * (-e1z - w * drho_da) * inv_rho + _A1L * drho_da
-            dxi_db = k_eta * (-e2z - w * drho_db) * inv_rho + _A1L * drho_db
-            fu = term[j, 1]
-            fv = term[j, 2]
-            du_dt = term[j, 3]
-            dv_dxi = term[j, 4]
-            over = _maximum(resid - _T_MAX, 0.0)
+            dxi_da = k_eta * (-e1z - w_j * drho_da) * inv_j + _A1L * drho_da
+            dxi_db = k_eta * (-e2z - w_j * drho_db) * inv_j + _A1L * drho_db
+            over = _maximum(res_j - _T_MAX, 0.0)
             tail = rho_p if over > 0.0 else 0.0
             # bilinear interpolation as in ConvolvedPandel._interp
-            cell = table[cell_of[j]]
-            p_a = cell[0]
-            p_ba = cell[1]
-            p_c = cell[2]
-            p_dc = cell[3]
-            s_a = cell[4]
-            s_ba = cell[5]
-            s_c = cell[6]
-            s_dc = cell[7]
+            c = cell_of[j]
+            p_a = corner[j]
+            p_ba = table[c, 1]
+            p_c = table[c, 2]
+            p_dc = table[c, 3]
             p_top = p_a + p_ba * fu
             p_bot = p_c + p_dc * fu
-            s_top = s_a + s_ba * fu
-            s_bot = s_c + s_dc * fu
-            lp = p_top + (p_bot - p_top) * fv - rho_p * over
-            ls = s_top + (s_bot - s_top) * fv - rho_p * over
+            lp_j = p_top + (p_bot - p_top) * fv - rho_p * over
             lp_t = (p_ba + (p_dc - p_ba) * fv) * du_dt - tail
             lp_x = (p_bot - p_top) * dv_dxi
             if use_mpe:
+                s_a = table[c, 4]
+                s_ba = table[c, 5]
+                s_c = table[c, 6]
+                s_dc = table[c, 7]
+                s_top = s_a + s_ba * fu
+                s_bot = s_c + s_dc * fu
+                ls = s_top + (s_bot - s_top) * fv - rho_p * over
                 ls_t = (s_ba + (s_dc - s_ba) * fv) * du_dt - tail
                 ls_x = (s_bot - s_top) * dv_dxi
-                lp = lp + ln_npe[j] + npe_m1[j] * ls
+                lp_j = lp_j + ln_npe[j] + npe_m1[j] * ls
                 lp_t = lp_t + npe_m1[j] * ls_t
                 lp_x = lp_x + npe_m1[j] * ls_x
-            # --- the time, charge and noise terms (llh_reference.nll_grad_reference)
             k_res = _K_RES * lp_t
-            dlp_da = k_res * drho_da + lp_x * dxi_da
-            dlp_db = k_res * drho_db + lp_x * dxi_db
-            mu_s = eff_h[j] * _NORM * math.exp(-rho * _INV_ABS) / (rho + _SOFT)
-            dlnmu_drho = -_INV_ABS - 1.0 / (rho + _SOFT)
-            mu_tot = mu_s + mu_noise
-            sig = mu_s * math.exp(_minimum(lp, 700.0))
+            # parts 1-3 hold dlp/da, dlp/db and lp_t until step 6 completes them
+            part[1, j] = k_res * drho_da + lp_x * dxi_da
+            part[2, j] = k_res * drho_db + lp_x * dxi_db
+            part[3, j] = lp_t
+            lp[j] = _minimum(lp_j, 700.0)
+            mu_s[j] = eff_h[j] * _NORM * att[j] / (rho_j + _SOFT)
+            dlnmu[j] = -_INV_ABS - 1.0 / (rho_j + _SOFT)
+        # 5: the exponential of the time term
+        for j in range(n_hit):
+            ex[j] = math.exp(lp[j])
+        # 6: the time, charge and noise terms (llh_reference.nll_grad_reference)
+        for j in range(n_hit):
+            ms = mu_s[j]
+            mt = ms + mu_noise
+            sig = ms * ex[j]
             dens = sig + noise_term
             frac = sig / dens
-            g_mu = (frac - mu_s / mu_tot) * dlnmu_drho
-            part[0, j] = math.log(dens / mu_tot)
-            part[1, j] = g_mu * drho_da + frac * dlp_da
-            part[2, j] = g_mu * drho_db + frac * dlp_db
-            part[3, j] = frac * lp_t
-            if use_hit_no_hit:
-                miss = math.exp(-mu_tot)
-                coef = mu_s * dlnmu_drho * miss / (1.0 - miss)
-                part[4, j] = math.log1p(-miss)
-                part[5, j] = coef * drho_da
-                part[6, j] = coef * drho_db
+            inv_j = inv_rho[j]
+            drho_da = -du[j] * inv_j
+            drho_db = -dv[j] * inv_j
+            g_mu = (frac - ms / mt) * dlnmu[j]
+            ratio[j] = dens / mt
+            mu_tot[j] = mt
+            part[1, j] = g_mu * drho_da + frac * part[1, j]
+            part[2, j] = g_mu * drho_db + frac * part[2, j]
+            part[3, j] = frac * part[3, j]
+        for j in range(n_hit):
+            part[0, j] = math.log(ratio[j])
+        if use_hit_no_hit:
+            for j in range(n_hit):
+                miss[j] = math.exp(-mu_tot[j])
+            for j in range(n_hit):
+                part[4, j] = math.log1p(-miss[j])
+            for j in range(n_hit):
+                m = miss[j]
+                coef = mu_s[j] * dlnmu[j] * m / (1.0 - m)
+                inv_j = inv_rho[j]
+                part[5, j] = coef * (-du[j] * inv_j)
+                part[6, j] = coef * (-dv[j] * inv_j)
         # the sums as numpy forms them (pairwise), so the value is the reference's to the last bit
         total = -_pairwise_sum(part[0], n_hit)
         ga = -_pairwise_sum(part[1], n_hit)
@@ -351,15 +410,32 @@ def _nll_grad_loop(
             ga -= _pairwise_sum(part[5], n_hit)
             gb -= _pairwise_sum(part[6], n_hit)
             # nearby unhit DOMs, over the padded width like the reference (padding adds zeros)
+            un_k = u_n[k]
+            vn_k = v_n[k]
+            en_k = eff_n[k]
+            # the padding (zero efficiency, at the end of the row) has mu = +0 and dmu = -0 exactly as in the
+            # reference, without its exponential, unless the vertex is NaN
+            n_real = n_pad
+            if a == a and b == b:
+                while n_real > 0 and en_k[n_real - 1] == 0.0:
+                    n_real -= 1
             for j in range(n_pad):
-                du_n = u_n[k, j] - a
-                dv_n = v_n[k, j] - b
-                rho_n = math.sqrt(du_n * du_n + dv_n * dv_n)
-                mu_n = eff_n[k, j] * _NORM * math.exp(-rho_n * _INV_ABS) / (rho_n + _SOFT)
-                dmu = mu_n * (-_INV_ABS - 1.0 / (rho_n + _SOFT)) / _maximum(rho_n, 1e-3)
-                near[0, j] = mu_n
-                near[1, j] = dmu * du_n
-                near[2, j] = dmu * dv_n
+                du_n = un_k[j] - a
+                dv_n = vn_k[j] - b
+                rho_n[j] = math.sqrt(du_n * du_n + dv_n * dv_n)
+            for j in range(n_real):
+                att_n[j] = math.exp(-rho_n[j] * _INV_ABS)
+            for j in range(n_real):
+                r = rho_n[j]
+                mu = en_k[j] * _NORM * att_n[j] / (r + _SOFT)
+                dmu = mu * (-_INV_ABS - 1.0 / (r + _SOFT)) / _maximum(r, 1e-3)
+                near[0, j] = mu
+                near[1, j] = dmu * (un_k[j] - a)
+                near[2, j] = dmu * (vn_k[j] - b)
+            for j in range(n_real, n_pad):
+                near[0, j] = 0.0
+                near[1, j] = -0.0 * (un_k[j] - a)
+                near[2, j] = -0.0 * (vn_k[j] - b)
             total += _pairwise_sum(near[0], n_pad) + far_mu[k] + unhit_noise
             ga -= _pairwise_sum(near[1], n_pad)
             gb -= _pairwise_sum(near[2], n_pad)

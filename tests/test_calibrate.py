@@ -62,21 +62,36 @@ def test_scaled_truths_scale_the_levels() -> None:
     assert levels["90"].level == pytest.approx(4.0 * CHI2_90, rel=0.05)
 
 
-def test_find_level_is_the_smallest_level_reaching_the_coverage() -> None:
-    values = [5.0, 1.0, 3.0, 2.0, 4.0]
-    assert find_level(values, 0.5) == 3.0  # 3 of 5 inside (2 of 5 would be 40%)
-    assert find_level(values, 0.2) == 1.0
-    assert find_level(values, 0.9) == 5.0
+def test_find_level_takes_rank_ceil_p_times_n_plus_one() -> None:
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]  # sorted 1..5; N + 1 = 6
+    assert find_level(values, 0.5) == 3.0  # rank ceil(3.0) = 3
+    assert find_level(values, 0.2) == 2.0  # rank ceil(1.2) = 2 (the plain empirical quantile would take 1)
+    assert find_level(values, 0.1) == 1.0  # rank ceil(0.6) = 1
+    assert find_level(values, 0.9) == 5.0  # rank ceil(5.4) = 6 > N: the largest truth
     assert find_level([0.0, 0.0, 7.0], 0.5) == 0.0  # the truth in the best-fit pixel: level 0
+    assert find_level(np.arange(1.0, 31.0), 0.9) == 28.0  # 30 truths: rank ceil(27.9) = 28, not 27
+    assert find_level(np.arange(1.0, 31.0), 0.5) == 16.0  # rank ceil(15.5) = 16, not 15
+
+
+def test_levels_cover_new_events_at_least_at_nominal_on_average() -> None:
+    """The levels are applied to a new event: over many calibrations of 30 truths, a fresh truth from the same
+    distribution must fall inside the 90% level at least 90% of the time (the empirical 27th of 30 gives 87%)."""
+    rng = np.random.default_rng(17)
+    trials = 4000
+    cal = rng.chisquare(2, (trials, 30))
+    fresh = rng.chisquare(2, trials)
+    for p, lo in ((0.9, 0.89), (0.5, 0.495)):
+        inside = np.mean([fresh[i] <= find_level(cal[i], p) for i in range(trials)])
+        assert lo <= inside <= p + 0.04, (p, inside)
 
 
 def test_failed_truths_count_as_outside() -> None:
-    values = [1.0, 2.0, float("nan"), math.inf]
-    assert find_level(values, 0.5) == 2.0
+    values = [1.0, 2.0, 3.0, float("nan"), math.inf]
+    assert find_level(values, 0.5) == 3.0
     with pytest.raises(InputError, match="cannot be reached"):
         find_level(values, 0.9)
     curve = level_curve(values, (0.5, 0.9))
-    assert curve[0]["level_2dllh"] == 2.0 and curve[1]["level_2dllh"] is None
+    assert curve[0]["level_2dllh"] == 3.0 and curve[1]["level_2dllh"] is None
 
 
 def test_quantile_interval_covers_the_true_quantile_about_68_percent_of_the_time() -> None:

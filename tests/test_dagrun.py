@@ -316,6 +316,19 @@ PARENT s CHILD c
 """)
 
 
+def test_ready_nodes_start_without_waiting_for_a_poll_interval(dagdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DAG starts its ready nodes at once, and so does a sub-DAG and the FINAL node's pass: no poll wait first."""
+    from skyscan.local import scheduler
+
+    monkeypatch.setattr(scheduler, "POLL_SECONDS", 60.0)  # a wait for a report before starting would take a minute
+    dag = subdag_parent(dagdir, "JOB s1 job.sub\n")
+    write(dag, dag.read_text() + "FINAL fin job.sub\n")
+    t0 = time.monotonic()
+    assert run(dag).ok
+    assert time.monotonic() - t0 < 30.0
+    assert runs(dagdir) == ["a", "s1", "c", "fin"]
+
+
 def test_subdag_written_by_pre_script(dagdir: Path) -> None:
     dag = subdag_parent(dagdir, "JOB s1 job.sub\nJOB s2 job.sub\nPARENT s1 CHILD s2\n")
     rec = Recorder()

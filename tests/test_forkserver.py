@@ -238,3 +238,37 @@ def test_environment_switch_turns_it_off(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "x.dag").write_text("JOB a a.sub NOOP\n")
     assert run_dag(tmp_path / "x.dag", handle_signals=False).ok
     assert not made
+
+
+def test_prepare_and_scan_wait_for_the_part_of_the_warm_up_they_need() -> None:
+    import importlib
+
+    from skyscan.local.forkserver import PRELOAD, PRELOAD_BEFORE, preload_needed
+
+    for command, target in PRELOAD_BEFORE.items():
+        assert target in PRELOAD, f"{command}: {target} is not a PRELOAD entry"
+        module, _, func = target.partition(":")
+        assert not func or callable(getattr(importlib.import_module(module), func))
+    scan = ["node", "scan", "event.json", "--nside", "8", "--pixels", "0-3", "-o", "x.h5"]
+    last = PRELOAD.index(PRELOAD_BEFORE["scan"])
+    for needed in ("skyscan.reco.kernel:warm", "skyscan.reco.llh:preload_tables", "skyscan.iers_cache"):
+        assert PRELOAD.index(needed) <= last  # a scan child finds the kernel, the table and IERS loaded
+    assert PRELOAD.index("skyscan.reco.linefit") < PRELOAD.index("skyscan.nodes.scan")  # prepare's come first
+    assert preload_needed(scan, PRELOAD) == last + 1
+    assert preload_needed(scan, PRELOAD[last:]) == 1
+    assert preload_needed(scan, PRELOAD[last + 1 :]) == 0  # already loaded: forked at once
+    assert preload_needed(["node", "prepare", "event.json"], PRELOAD) == PRELOAD.index("skyscan.reco.linefit") + 1
+    for other in (["node", "merge", "."], ["node"], ["--help"], []):
+        assert preload_needed(other, PRELOAD) == 0
+
+
+def test_preloaded_pandel_table_is_the_one_scan_nodes_use() -> None:
+    from skyscan.reco import photonics as ph
+    from skyscan.reco.llh import preload_tables
+    from skyscan.reco.settings import RecoSettings
+
+    ph.convolved_pandel.cache_clear()
+    preload_tables()
+    table = ph.convolved_pandel(float(RecoSettings().jitter_ns))
+    assert "cells" in vars(table)  # the kernel's cell layout is built too (a cached property)
+    assert ph.convolved_pandel.cache_info().hits == 1

@@ -102,6 +102,36 @@ def test_non_finite_hypotheses_behave_as_in_the_reference() -> None:
     np.testing.assert_array_equal(np.isfinite(g_fast), np.isfinite(g_slow))
 
 
+def test_a_zero_noise_floor_gives_nan_where_the_reference_does_not_an_exception() -> None:
+    """Without noise a hit far outside its time window has density 0: -ln L is inf and the share of the signal
+    0/0 = NaN, in numpy and in the kernel (which divides by numpy's rules, never raising ZeroDivisionError)."""
+    fast, slow, x = _hypotheses(_event(18), RecoSettings(noise_rate_hz=0.0), 18)
+    x[:4, 2] -= 1e6  # residuals of +1e6 ns: the Pandel tail underflows to 0
+    f_fast, g_fast = fast.nll_grad(x)
+    with np.errstate(all="ignore"):
+        f_slow, g_slow = slow.nll_grad(x)
+    assert np.isposinf(f_slow[:4]).all() and np.isnan(g_slow[:4]).any()
+    np.testing.assert_array_equal(f_fast[:4], f_slow[:4])
+    np.testing.assert_array_equal(np.isnan(f_fast), np.isnan(f_slow))
+    np.testing.assert_array_equal(np.isnan(g_fast), np.isnan(g_slow))
+    ok = np.isfinite(f_slow)
+    assert ok.sum() >= 18
+    np.testing.assert_allclose(f_fast[ok], f_slow[ok], rtol=REL, atol=0.0)
+
+
+def test_padding_of_the_nearby_unhit_doms_adds_exact_zeros() -> None:
+    """Pixels of one batch have different numbers of nearby unhit DOMs; the kernel skips the padding's exp."""
+    fast, slow, x = _hypotheses(_event(19), RecoSettings(), 19)
+    counts = np.count_nonzero(fast.eff_n, axis=1)
+    assert counts.min() < fast.eff_n.shape[1]  # some rows are padded
+    x[3, 2] = np.inf  # an infinite vertex time: the padding's terms are still exact zeros
+    f_fast, g_fast = fast.nll_grad(x)
+    f_slow, g_slow = slow.nll_grad(x)
+    np.testing.assert_allclose(f_fast, f_slow, rtol=REL, atol=0.0)
+    scale = np.maximum(np.abs(g_slow), 1e-3 * np.abs(g_slow).max(axis=0))
+    assert np.all(np.abs(g_fast - g_slow) <= REL * scale)
+
+
 def _compare_fits(event: Event, nside: int, pixels: np.ndarray, *, strict: bool = True) -> tuple[int, int]:
     """Fit the pixels with both likelihoods; assert they agree; return both best-fit pixels.
 

@@ -87,7 +87,7 @@ def test_an_interrupted_set_up_leaves_nothing(inputs: tuple[Path, Path], tmp_pat
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "scan"
 
-    def killed(folder: Path) -> Path:
+    def killed(folder: Path, *args: Any, **kw: Any) -> Path:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(build, "install_wrapper", killed)

@@ -4,10 +4,17 @@ Pure functions of an array of test statistics T_i = 2*(llh(pixel of the true dir
 quantity the campaign catalog calls ``ref_dllh2``). A truth whose pixel has no finite llh, or that lay outside the
 reconstructed disc, counts as never inside (T = +inf): it can only make the levels larger, never smaller.
 
-The level at coverage p is the smallest observed T_(k) with k >= ceil(p * N), i.e. the smallest level at which at
-least a fraction p of the truths are inside (a region is "2*delta-llh <= L"). Its 68% interval is the pair of
-order statistics that bracket the p-quantile with central binomial probability 68.27% (the distribution-free
-interval of a quantile); the coverage at the chosen level comes with its Clopper-Pearson interval.
+The level at coverage p is the order statistic T_(k) with k = ceil(p * (N + 1)) (a region is "2*delta-llh <= L").
+Why N + 1 and not N: the levels are used on a *new* event (the alert being contoured, or the next event of a
+table's bin), and for a new draw exchangeable with the N calibration truths P(T_new <= T_(k)) = k / (N + 1)
+exactly (continuous T), so this k is the smallest rank whose expected coverage of a new event is at least p.
+The plain empirical quantile (k = ceil(p * N)) falls short by up to (1 - p) / (N + 1) + 1 / (N + 1): with 30
+truths its 90% level covers a new event 87% of the time, not 90%. When N is too small for that rank
+(k > N: fewer than p / (1 - p) truths, e.g. 9 for 90%) the level is the largest truth, T_(N), which still holds
+every calibration truth but whose expected coverage N / (N + 1) is below p; the reported coverage k / N and its
+interval show it. Its 68% interval is the pair of order statistics that bracket the p-quantile with central
+binomial probability 68.27% (the distribution-free interval of a quantile); the coverage at the chosen level
+comes with its Clopper-Pearson interval.
 """
 
 from __future__ import annotations
@@ -34,14 +41,22 @@ def _clean(values: npt.ArrayLike) -> FloatArray:
     return np.sort(np.maximum(t, 0.0))
 
 
+def level_rank(n: int, coverage: float) -> int:
+    """The 1-based rank k of the level among n sorted truths: ceil(coverage * (n + 1)), at most n (see above)."""
+    return min(n, max(1, math.ceil(coverage * (n + 1) - 1e-9)))
+
+
 def find_level(values: npt.ArrayLike, coverage: float) -> float:
-    """Smallest 2*delta-llh L with at least ``coverage`` of the values <= L (InputError if it cannot be reached)."""
+    """The 2*delta-llh level T_(k), k = `level_rank`, that contains a new event with probability >= ``coverage``.
+
+    At least ``coverage`` of the given values are <= the level too. InputError if it cannot be reached (the
+    rank falls on a truth that failed: too many truths outside the disc)."""
     if not 0.0 < coverage < 1.0:
         raise InputError(f"coverage must lie in (0, 1), got {coverage!r}")
     t = _clean(values)
     if t.size == 0:
         raise InputError("no pseudo-events: cannot find a containment level")
-    k = max(1, math.ceil(coverage * t.size - 1e-9))
+    k = level_rank(int(t.size), coverage)
     level = float(t[k - 1])
     if not math.isfinite(level):
         raise InputError(
@@ -144,6 +159,7 @@ __all__ = [
     "coverage_at",
     "find_level",
     "level_curve",
+    "level_rank",
     "level_result",
     "product_levels",
     "quantile_interval",

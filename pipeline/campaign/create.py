@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skyscan.atomic import write_text
 from skyscan.campaign.graph import (
@@ -53,26 +53,13 @@ from skyscan.settings.scan import ScanConfig
 from skyscan.settings.site import SiteProfile
 from skyscan.timestamps import utcnow
 
+if TYPE_CHECKING:
+    from skyscan.graph.build import ScanRendering
+
 DEFAULT_MAX_RUNNING = 20
 #: What ``create_campaign`` writes into CAMPDIR: a directory holding only these may be created into again
 #: (an interrupted ``campaign create`` resumes: write_scan reuses event directories of the same event).
 _OWN_NAMES = frozenset({MANIFEST, CAMPAIGN_DAG, CONFIG_FILE, EVENTS_DIR, LOGS_DIR, REPORT_SUB, WRAPPER})
-
-
-@dataclass(frozen=True)
-class _RenderedConfig(ScanConfig):
-    """The campaign's configuration with config.yaml rendered once: every event's scan directory holds the same
-    text (``write_scan`` asks for it per event, and the YAML emitter costs about a millisecond each time)."""
-
-    rendered_yaml: str = field(default="", repr=False, compare=False)
-
-    @classmethod
-    def of(cls, config: ScanConfig) -> _RenderedConfig:
-        values = {f.name: getattr(config, f.name) for f in fields(ScanConfig)}
-        return cls(**values, rendered_yaml=config.to_yaml())
-
-    def to_yaml(self) -> str:
-        return self.rendered_yaml
 
 
 @dataclass(frozen=True)
@@ -123,8 +110,11 @@ def create_campaign(
     folder = Path(campdir)
     _check_campdir(folder)
     candidates = expand_inputs(inputs)
-    config = _RenderedConfig.of(config)
-    config_text = config.to_yaml()
+    from skyscan.graph.build import ScanRendering
+
+    # What every event's scan directory shares (config.yaml, submit files, the DAG's text), rendered once.
+    rendering = ScanRendering.of(config, site, python)
+    config_text = rendering.config_yaml
     old_config = folder / CONFIG_FILE
     if old_config.is_file() and old_config.read_text(encoding="utf-8") != config_text:
         raise InputError(
@@ -141,7 +131,7 @@ def create_campaign(
     total = len(candidates)
     for i, cand in enumerate(candidates):
         where = str(cand.path.absolute())
-        entry, reject = _admit(cand, where, first_of, folder, config, site, python)
+        entry, reject = _admit(cand, where, first_of, folder, rendering)
         if entry is not None:
             accepted.append(entry)
             first_of[(entry.run_id, entry.event_id)] = where
@@ -210,9 +200,7 @@ def _admit(
     where: str,
     first_of: dict[tuple[int, int], str],
     folder: Path,
-    config: ScanConfig,
-    site: SiteProfile,
-    python: str | None,
+    rendering: ScanRendering,
 ) -> tuple[EventEntry | None, Rejected | None]:
     """Validate one candidate and write its scan directory: (entry, None) or (None, rejection)."""
     from skyscan.graph.build import write_scan
@@ -240,7 +228,9 @@ def _admit(
                 where, digest, f"duplicate of run {ident.run_id} event {ident.event_id} (first: {first_of[key]})"
             )
         name = event_name(ident.run_id, ident.event_id)
-        write_scan(cand.path, folder / EVENTS_DIR / name, config, site, python)
+        write_scan(
+            cand.path, folder / EVENTS_DIR / name, rendering.config, rendering.site, rendering.python, rendering=rendering
+        )
     except InputError as exc:
         return None, Rejected(where, digest, str(exc))
     return EventEntry(name, ident.run_id, ident.event_id, ident.time, where, digest, ident.truth), None

@@ -5,6 +5,12 @@ Exit codes: 0 success, 2 bad input (one line naming the problem), 1 anything els
 
 from __future__ import annotations
 
+import importlib
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
 import click
 
 from skyscan.cli.core import ErrorHandlingGroup
@@ -27,6 +33,18 @@ def cli() -> None:
 @cli.group(cls=ErrorHandlingGroup)
 def node() -> None:
     """Commands that the nodes of a scan graph run (normally called by DAGMan or `skyscan run`)."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+class NodeTerminated(BaseException):
+    """SIGTERM reached a node command: unwinds it, so that files being written atomically are removed."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # DAGMan (condor_rm), the local executor and the watcher stop a node with SIGTERM before SIGKILL; unwinding
+    # lets every atomic write remove its temporary file, then ``main`` ends the process by SIGTERM as before.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise NodeTerminated
 
 
 @cli.group(cls=ErrorHandlingGroup)
@@ -34,50 +52,111 @@ def geometry() -> None:
     """Inspect and export detector geometries."""
 
 
-# --- command registration (each block imports its commands from their own module) ---
-from skyscan.cli import reco as cli_reco  # noqa: E402
+# --- command registration ---------------------------------------------------------------------------------------
+# Each command's module is imported only when that command is looked up (run, or listed by --help): a node or a
+# merge process then pays for its own command's imports only, not for the whole command line's.
+class _LazyCommands(dict[str, click.Command]):
+    """A group's commands, each given as ``"module:attribute"`` and imported on first use.
 
-cli.add_command(cli_reco.simulate)
-cli.add_command(cli_reco.example)
-cli.add_command(cli_reco.coords)
-geometry.add_command(cli_reco.geometry_export)
-node.add_command(cli_reco.node_scan)
+    Looking one name up imports that one command; listing them (iterating, ``items()``, ``len``) imports all.
+    """
 
-from skyscan.cli import campaign as cli_campaign  # noqa: E402
-from skyscan.cli import graph as cli_graph  # noqa: E402
-from skyscan.cli import merge as cli_merge  # noqa: E402
-from skyscan.cli import run as cli_run  # noqa: E402
-from skyscan.cli import watch as cli_watch  # noqa: E402
+    def __init__(self, specs: dict[str, str]) -> None:
+        super().__init__()
+        self._specs = dict(specs)
 
-cli.add_command(cli_run.run)
-cli.add_command(cli_graph.submit)
-cli.add_command(cli_graph.status)
-node.add_command(cli_graph.node_prepare)
-node.add_command(cli_graph.node_plan)
-node.add_command(cli_graph.node_final)
-cli.add_command(cli_merge.merge)
-node.add_command(cli_merge.node_merge)
-cli.add_command(cli_watch.watch)
-cli.add_command(cli_watch.catalog)
-cli.add_command(cli_watch.cancel)
-cli.add_command(cli_watch.rescan)
-cli.add_command(cli_campaign.campaign)
+    def _load(self, name: object) -> None:
+        spec = self._specs.pop(name, None) if isinstance(name, str) else None
+        if spec is not None:
+            module, _, attr = spec.partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            super().__setitem__(name, command)  # type: ignore[index]
 
-from skyscan.cli import calibrate as cli_calibrate  # noqa: E402
+    def _load_all(self) -> None:
+        for name in list(self._specs):
+            self._load(name)
 
-cli.add_command(cli_calibrate.calibrate)
+    def __getitem__(self, name: str) -> click.Command:
+        self._load(name)
+        return super().__getitem__(name)
 
-from skyscan.cli import remote as cli_remote  # noqa: E402
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        self._load(name)
+        return super().get(name, default)
 
-cli.add_command(cli_remote.remote)
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs or super().__contains__(name)
 
-from skyscan.cli import serve as cli_serve  # noqa: E402
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return super().__iter__()
 
-cli.add_command(cli_serve.serve)
+    def __len__(self) -> int:
+        self._load_all()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self._load_all()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._load_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self._load_all()
+        return super().items()
+
+
+def _lazy(group: click.Group, specs: dict[str, str]) -> None:
+    commands = _LazyCommands(specs)
+    for name, command in group.commands.items():  # the groups defined above
+        dict.__setitem__(commands, name, command)
+    group.commands = commands
+
+
+_RECO, _GRAPH, _MERGE, _WATCH = "skyscan.cli.reco", "skyscan.cli.graph", "skyscan.cli.merge", "skyscan.cli.watch"
+_lazy(
+    cli,
+    {
+        "simulate": f"{_RECO}:simulate",
+        "example": f"{_RECO}:example",
+        "coords": f"{_RECO}:coords",
+        "run": "skyscan.cli.run:run",
+        "submit": f"{_GRAPH}:submit",
+        "status": f"{_GRAPH}:status",
+        "merge": f"{_MERGE}:merge",
+        "watch": f"{_WATCH}:watch",
+        "catalog": f"{_WATCH}:catalog",
+        "cancel": f"{_WATCH}:cancel",
+        "rescan": f"{_WATCH}:rescan",
+        "campaign": "skyscan.cli.campaign:campaign",
+        "calibrate": "skyscan.cli.calibrate:calibrate",
+        "remote": "skyscan.cli.remote:remote",
+        "serve": "skyscan.cli.serve:serve",
+    },
+)
+_lazy(geometry, {"export": f"{_RECO}:geometry_export"})
+_lazy(
+    node,
+    {
+        "scan": f"{_RECO}:node_scan",
+        "prepare": f"{_GRAPH}:node_prepare",
+        "plan": f"{_GRAPH}:node_plan",
+        "final": f"{_GRAPH}:node_final",
+        "merge": f"{_MERGE}:node_merge",
+    },
+)
 
 
 def main() -> None:
-    cli(prog_name="skyscan")
+    try:
+        cli(prog_name="skyscan")
+    except NodeTerminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # exit "killed by SIGTERM", the status the executor expects
+        signal.pause()
 
 
 if __name__ == "__main__":

@@ -80,7 +80,6 @@ def merge(
       skyscan merge scan/ --containment cal/calibration.json
       skyscan merge --import-npz run00138632.evt000031747601.npz -o imported/
     """
-    from skyscan import iers_cache
     from skyscan.nodes.merge import merge_npz, merge_scan
     from skyscan.products.levels import level_context, scan_level_context
 
@@ -91,6 +90,8 @@ def merge(
         target = output or outdir
         if target is None:
             raise InputError("--import-npz needs an output directory (-o OUTDIR)")
+        from skyscan import iers_cache
+
         iers_cache.install()
         result = merge_npz(
             npz, target, containment, _event_time(event_time), circular_template=circular_template, plots=plots
@@ -102,7 +103,7 @@ def merge(
             raise InputError("--event-time goes with --import-npz (a scan's event.json has the time)")
         if outdir is None:
             raise InputError("missing OUTDIR (the scan directory), or use --import-npz FILE -o OUTDIR")
-        iers_cache.install()
+        # merge_scan installs the cached Earth-orientation table itself, after starting its plots' process
         with level_context(scan_level_context(outdir)):
             result = merge_scan(outdir, containment, circular_template=circular_template, plots=plots)
     _report(result)
@@ -120,11 +121,10 @@ def node_merge(outdir: str) -> None:
     Example (the DAG's merge node, run inside the scan directory):
       skyscan node merge .
     """
-    from skyscan import iers_cache
     from skyscan.nodes.merge import merge_scan
     from skyscan.products.levels import level_context, scan_level_context
 
-    iers_cache.install()
+    # merge_scan installs the cached Earth-orientation table itself, after starting its plots' process
     with level_context(scan_level_context(outdir)):
         _report(merge_scan(outdir))
 

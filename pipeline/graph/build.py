@@ -18,9 +18,11 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,52 +250,185 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_setups(outdir: Path) -> None:
-    """Temporary set-up folders of ``outdir`` whose process is gone (killed during set-up)."""
-    prefix = setup_prefix(outdir.name)
+#: Parent folder -> its modification time (ns) when this process last swept it and finished its own set-up there.
+#: A stale set-up folder is a folder another process made there, which changes that time: while it is unchanged
+#: there is nothing new to sweep, so the N set-ups of a campaign in one events/ folder list it once, not N times.
+_SWEPT: dict[Path, int] = {}
+
+
+def _parent_mtime(parent: Path) -> int | None:
     try:
-        entries = list(outdir.parent.iterdir())
+        return parent.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _remove_stale_setups(outdir: Path) -> None:
+    """Temporary set-up folders beside ``outdir`` whose process is gone (killed during set-up).
+
+    The parent folder is listed only when it changed since this process last swept it (see ``_SWEPT``); any
+    stale set-up folder there is removed, whichever scan directory it was building.
+    """
+    parent = outdir.parent
+    key = parent.absolute()
+    mtime = _parent_mtime(parent)
+    if mtime is not None and _SWEPT.get(key) == mtime:
+        return
+    try:
+        entries = list(os.scandir(parent))
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(prefix) or not entry.is_dir():
+        m = _SETUP_NAME.match(entry.name)
+        if m is None or not entry.is_dir(follow_symlinks=False):
             continue
-        pid_text = entry.name[len(prefix):].split("-", 1)[0]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
-            shutil.rmtree(entry, ignore_errors=True)
+        pid = int(m.group(1))
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    _remember_swept(parent)
 
 
-def install_wrapper(outdir: Path) -> Path:
-    """Copy scripts/skyscan-node into the scan directory with its executable bits set."""
-    text = data_dir("scripts").joinpath(WRAPPER).read_text(encoding="utf-8")
+def _remember_swept(parent: Path) -> None:
+    mtime = _parent_mtime(parent)
+    if mtime is not None:
+        _SWEPT[parent.absolute()] = mtime
+
+
+_SETUP_NAME = re.compile(r"\A\..+\.setup-(\d+)-")
+"""A temporary set-up folder's name (``setup_prefix(name)`` + ``<pid>-<random>``); group 1 is the pid."""
+
+
+def wrapper_text() -> str:
+    """The text of scripts/skyscan-node, the executable every node runs."""
+    return data_dir("scripts").joinpath(WRAPPER).read_text(encoding="utf-8")
+
+
+def install_wrapper(outdir: Path, text: str | None = None, write: Callable[[Path, str], None] = write_text) -> Path:
+    """Copy scripts/skyscan-node (or ``text``, its content read before) into the scan directory with its
+    executable bits set."""
     target = ScanLayout(outdir).wrapper
-    write_text(target, text)
+    write(target, wrapper_text() if text is None else text)
     mode = target.stat().st_mode
     target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR)
     return target
 
 
-def _populate(
-    folder: Path, event_file: Path, config: ScanConfig, submit_texts: dict[str, str], title: str, write_event: bool
-) -> tuple[Path, dict[str, Path]]:
-    """Write every set-up file into ``folder`` (each atomically); event.json last: it marks a whole set-up."""
+def _write_plain(path: Path, text: str) -> None:
+    """Write a file of a folder nobody else sees yet (``_build_beside``): the folder's rename is the atomic step,
+    so a file needs no temporary name of its own. Same bytes and permissions as ``skyscan.atomic.write_text``."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+@dataclass(frozen=True)
+class ScanFiles:
+    """The texts of one scan directory's set-up files, before they are written."""
+
+    config_yaml: str
+    wrapper: str
+    submit_texts: dict[str, str]  # node kind -> submit file
+    workflow: Workflow  # the top-level graph (its declared outputs are written beside the DAG)
+    dag: str  # skyscan.dag
+
+
+def _title(run_id: int, event_id: int) -> str:
+    return f"skyscan top-level DAG of run {run_id} event {event_id}"
+
+
+def render_files(
+    config: ScanConfig, site: SiteProfile, run_id: int, event_id: int, python: str | None = None
+) -> ScanFiles:
+    """Every set-up text of the scan of one event, rendered from scratch (what :class:`ScanRendering` caches)."""
+    from skyscan.condor.dagwriter import dag_text
+    from skyscan.condor.submit import SUBMIT_KINDS, render_submit
+
+    name = batch_name(run_id, event_id)
+    wf = top_workflow(config)
+    return ScanFiles(
+        config_yaml=config.to_yaml(),
+        wrapper=wrapper_text(),
+        submit_texts={kind: render_submit(kind, site, config, name, python) for kind in SUBMIT_KINDS},
+        workflow=wf,
+        dag=dag_text(wf, dag_header(_title(run_id, event_id))),
+    )
+
+
+_BATCH_PLACEHOLDER = "SKYSCAN0BATCH0NAME0PLACEHOLDER"
+"""Stands for the batch name while a submit file is rendered once for many events (never in a real file)."""
+_PLAIN_BATCH_NAME = re.compile(r"\A[A-Za-z0-9_.+-]+\Z")
+
+
+@dataclass(frozen=True)
+class ScanRendering:
+    """The set-up texts that are the same for every event of one configuration, site and interpreter, rendered
+    once: config.yaml, the wrapper, each submit file up to its batch name, and the DAG's text below its header.
+
+    A campaign writes hundreds of scan directories from one configuration; rendering and checking the submit
+    files, the YAML and the DAG per event cost more than writing them. :meth:`files` adds the event-specific
+    parts (the batch name, the DAG's title) and gives exactly what :func:`render_files` gives (tests compare the
+    written directories byte for byte).
+    """
+
+    config: ScanConfig
+    site: SiteProfile
+    python: str | None
+    config_yaml: str
+    wrapper: str
+    submit_parts: dict[str, tuple[str, ...]]  # node kind -> its text split at the batch name
+    workflow: Workflow
+    dag_body: str
+
+    @classmethod
+    def of(cls, config: ScanConfig, site: SiteProfile, python: str | None = None) -> ScanRendering:
+        """Render everything once (the submit files are checked by the bindings here, with a placeholder name)."""
+        from skyscan.condor.dagwriter import dag_text
+        from skyscan.condor.submit import SUBMIT_KINDS, render_submit
+
+        parts = {
+            kind: tuple(render_submit(kind, site, config, _BATCH_PLACEHOLDER, python).split(_BATCH_PLACEHOLDER))
+            for kind in SUBMIT_KINDS
+        }
+        wf = top_workflow(config)
+        return cls(config, site, python, config.to_yaml(), wrapper_text(), parts, wf, dag_text(wf))
+
+    def serves(self, config: ScanConfig, site: SiteProfile, python: str | None) -> bool:
+        """Whether this rendering was made for these settings."""
+        return (self.config is config or self.config == config) and (self.site is site or self.site == site) and (
+            self.python == python
+        )
+
+    def files(self, run_id: int, event_id: int) -> ScanFiles:
+        """The set-up texts of one event's scan directory."""
+        name = batch_name(run_id, event_id)
+        if not _PLAIN_BATCH_NAME.match(name):  # cannot happen for integer ids; kept so the check always holds
+            return render_files(self.config, self.site, run_id, event_id, self.python)
+        return ScanFiles(
+            config_yaml=self.config_yaml,
+            wrapper=self.wrapper,
+            submit_texts={kind: name.join(parts) for kind, parts in self.submit_parts.items()},
+            workflow=self.workflow,
+            dag=dag_header(_title(run_id, event_id)) + self.dag_body,
+        )
+
+
+def _populate(folder: Path, event_file: Path, files: ScanFiles, write_event: bool, fresh: bool = False) -> None:
+    """Write every set-up file into ``folder``; event.json last: it marks a whole set-up.
+
+    Each file is written atomically, except in a ``fresh`` folder (one ``_build_beside`` renames into place
+    whole, so nobody sees it half-written).
+    """
+    write = _write_plain if fresh else write_text
     layout = ScanLayout(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layout.logs.mkdir(exist_ok=True)
-    write_text(layout.config, config.to_yaml())
-    install_wrapper(folder)
-    subs: dict[str, Path] = {}
-    for kind, text in submit_texts.items():
-        subs[kind] = layout.submit_file(kind)
-        write_text(subs[kind], text)
-    from skyscan.condor.dagwriter import write_dag
-
-    wf = top_workflow(config)
-    write_dag(wf, layout.top_dag, dag_header(title))
-    write_declared_outputs(wf, layout.top_dag)
+    write(layout.config, files.config_yaml)
+    install_wrapper(folder, files.wrapper, write)
+    for kind, text in files.submit_texts.items():
+        write(layout.submit_file(kind), text)
+    write(layout.top_dag, files.dag)
+    write_declared_outputs(files.workflow, layout.top_dag)
     if write_event:
-        write_text(layout.event, event_file.read_text(encoding="utf-8"))
-    return layout.wrapper, subs
+        write(layout.event, event_file.read_text(encoding="utf-8"))
 
 
 def _setup_error(folder: Path, exc: OSError) -> InputError:
@@ -307,6 +442,8 @@ def write_scan(
     config: ScanConfig,
     site: SiteProfile,
     python: str | None = None,
+    *,
+    rendering: ScanRendering | None = None,
 ) -> ScanPaths:
     """Validate the event and write everything a scan needs into ``outdir`` (nothing written on bad input).
 
@@ -317,23 +454,29 @@ def write_scan(
     and renamed into place, so it appears whole or not at all; an existing empty directory, or one holding only
     what an interrupted set-up writes (no event.json yet), is completed in place, event.json last. A write that
     fails (a full disk) is an InputError naming the directory; the same command succeeds once it can write.
+
+    ``rendering``: the texts shared by many scans of these settings, rendered once (``ScanRendering.of``); the
+    files are the same with or without it.
     """
-    from skyscan.condor.submit import SUBMIT_KINDS, render_submit
     from skyscan.graph.event import load_event
 
+    if rendering is not None and not rendering.serves(config, site, python):
+        raise ValueError("write_scan: the rendering was made for other settings")
     event_file = Path(event_path)
     folder = Path(outdir)
     ef, _ = load_event(event_file)  # raises InputError: nothing written yet
-    name = batch_name(ef.event.run_id, ef.event.event_id)
-    submit_texts = {kind: render_submit(kind, site, config, name, python) for kind in SUBMIT_KINDS}
-    title = f"skyscan top-level DAG of run {ef.event.run_id} event {ef.event.event_id}"
+    run_id, event_id = ef.event.run_id, ef.event.event_id
+    if rendering is not None:
+        files = rendering.files(run_id, event_id)
+    else:
+        files = render_files(config, site, run_id, event_id, python)
     state = _check_outdir(folder, event_file, config)
     _remove_stale_setups(folder)
     if state == "new":
-        state = _build_beside(folder, event_file, config, submit_texts, title)
+        state = _build_beside(folder, event_file, config, files)
     if state != "built":
         try:
-            _populate(folder, event_file, config, submit_texts, title, write_event=state != "reuse")
+            _populate(folder, event_file, files, write_event=state != "reuse")
         except OSError as exc:
             raise _setup_error(folder, exc) from None
     layout = ScanLayout(folder)
@@ -343,15 +486,13 @@ def write_scan(
         event=layout.event,
         config=layout.config,
         wrapper=layout.wrapper,
-        submit_files={kind: layout.submit_file(kind) for kind in submit_texts},
-        batch_name=name,
+        submit_files={kind: layout.submit_file(kind) for kind in files.submit_texts},
+        batch_name=batch_name(run_id, event_id),
         reused=state == "reuse",
     )
 
 
-def _build_beside(
-    folder: Path, event_file: Path, config: ScanConfig, submit_texts: dict[str, str], title: str
-) -> str:
+def _build_beside(folder: Path, event_file: Path, config: ScanConfig, files: ScanFiles) -> str:
     """Build a new scan directory under a temporary name in its parent, then rename it into place.
 
     ``"built"``; or, if another process created ``folder`` meanwhile, what :func:`_check_outdir` says it is now.
@@ -360,7 +501,7 @@ def _build_beside(
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
-        _populate(tmp, event_file, config, submit_texts, title, write_event=True)
+        _populate(tmp, event_file, files, write_event=True, fresh=True)
         os.rename(tmp, folder)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -372,6 +513,7 @@ def _build_beside(
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
         raise
+    _remember_swept(folder.parent)  # our own set-up changed the parent folder: nothing new to sweep there
     return "built"
 
 

@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -68,7 +68,8 @@ ENV_SWITCH = "SKYSCAN_FORK_SERVER"
 #: At most this many warm servers per run (one per distinct job environment); more run fresh processes.
 MAX_SERVERS = 4
 #: What the server imports or runs once, in this order, between requests ("module" or "module:function").
-#: The first entries are what every node needs; a child forked before the list is done imports the rest itself.
+#: The first entries are what every node needs; a child forked before the list is done imports the rest itself
+#: (except what ``PRELOAD_BEFORE`` has the server load first).
 PRELOAD = (
     "skyscan.cli",
     "skyscan.nodes.prepare",
@@ -76,10 +77,10 @@ PRELOAD = (
     "skyscan.reco.linefit",
     "skyscan.nodes.scan",
     "skyscan.reco.fit",
-    "scipy.optimize",
     "healpy",
     "h5py",
     "skyscan.reco.kernel:warm",  # loads the compiled kernel (compiles and caches it the first time ever)
+    "skyscan.reco.llh:preload_tables",  # the default Pandel table: every scan node would build it (~0.3 s)
     "skyscan.nodes.plan",
     "htcondor2",  # plan writes the stage's DAG with the HTCondor bindings
     "skyscan.nodes.final",
@@ -87,7 +88,16 @@ PRELOAD = (
     "skyscan.products.skyreader",
     "skyscan.products.plot",
     "matplotlib.pyplot",
+    "scipy.optimize",
 )
+#: For a request that arrives while the server is still warming up: the PRELOAD entry to reach (with all before
+#: it) before forking that ``skyscan node`` command. The child would load all of it itself, so it starts no later,
+#: and the jobs after it (stage 0's scan jobs arrive together) find it loaded instead of each loading it again.
+#: Other commands are forked at once.
+PRELOAD_BEFORE = {
+    "prepare": "skyscan.reco.linefit",
+    "scan": "skyscan.reco.llh:preload_tables",
+}
 _WRAPPER = "skyscan-node"
 
 
@@ -438,12 +448,26 @@ def serve(argv: Sequence[str] | None = None) -> None:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+
+    def load_next() -> None:
+        _preload_one(preload.pop(0))
+        if not preload:
+            gc.freeze()  # what is loaded now stays shared with the children (copy on write)
+            with contextlib.suppress(OSError):
+                control.send(b"R")  # warm (benchmarks wait for this; the executor does not)
+
+    def warm_for(args: Sequence[str]) -> None:
+        """Finish the part of the warm-up this node command needs (``PRELOAD_BEFORE``) before it is forked."""
+        for _ in range(preload_needed(args, preload)):
+            load_next()
+
     try:
         while True:
             events = selector.select(0 if preload else None)
             for key, _ in events:
                 if key.fileobj is control:
-                    if not _accept(control, jobs, (control.fileno(), wake_r, wake_w, selector.fileno())):
+                    inherited = (control.fileno(), wake_r, wake_w, selector.fileno())
+                    if not _accept(control, jobs, inherited, warm_for):
                         return
                 else:
                     with contextlib.suppress(OSError):
@@ -451,14 +475,18 @@ def serve(argv: Sequence[str] | None = None) -> None:
                             pass
             _reap(jobs)
             if not events and preload:
-                _preload_one(preload.pop(0))
-                if not preload:
-                    gc.freeze()  # what is loaded now stays shared with the children (copy on write)
-                    with contextlib.suppress(OSError):
-                        control.send(b"R")  # warm (benchmarks wait for this; the executor does not)
+                load_next()
     finally:
         for sock in jobs.values():
             sock.close()
+
+
+def preload_needed(args: Sequence[str], pending: Sequence[str]) -> int:
+    """How many of the ``pending`` PRELOAD entries the server loads before it forks the command ``args``."""
+    target = PRELOAD_BEFORE.get(args[1]) if len(args) > 1 and args[0] == "node" else None
+    if target is None or target not in pending:
+        return 0
+    return list(pending).index(target) + 1
 
 
 def _preload_one(name: str) -> None:
@@ -491,8 +519,15 @@ def _reap(jobs: dict[int, socket.socket]) -> None:
             sock.close()
 
 
-def _accept(control: socket.socket, jobs: dict[int, socket.socket], inherited: tuple[int, ...]) -> bool:
-    """Take one request from the control socket and fork its job; False when the executor has gone."""
+def _accept(
+    control: socket.socket,
+    jobs: dict[int, socket.socket],
+    inherited: tuple[int, ...],
+    warm_for: Callable[[Sequence[str]], None] | None = None,
+) -> bool:
+    """Take one request from the control socket and fork its job; False when the executor has gone.
+
+    ``warm_for(args)`` runs before the fork (the part of the warm-up the command needs)."""
     try:
         msg, fds, _, _ = socket.recv_fds(control, 1, 4)
     except OSError:
@@ -514,6 +549,10 @@ def _accept(control: socket.socket, jobs: dict[int, socket.socket], inherited: t
         for fd in stdio:
             os.close(fd)
         return True
+    if warm_for is not None:
+        args = request.get("args")
+        if isinstance(args, list) and all(isinstance(a, str) for a in args):
+            warm_for(args)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -215,8 +215,17 @@ class DagRun:
         return self._finish()
 
     def _drive(self) -> None:
-        """Apply worker reports and start ready nodes until nothing is running or can start."""
+        """Apply worker reports and start ready nodes until nothing is running or can start.
+
+        Ready nodes are started before the first wait for a report: a DAG (a sub-DAG of each stage, the FINAL
+        node's second pass) starts its nodes at once, not one poll interval later.
+        """
         while True:
+            if not self.stopped():
+                self._launch()
+            self._write_state()
+            if not self.active and (self.stopped() or not self.ready):
+                return
             msg: NodeReport | None
             try:
                 msg = self.queue.get(timeout=POLL_SECONDS)
@@ -231,11 +240,6 @@ class DagRun:
                     msg = self.queue.get_nowait()
                 except queue.Empty:
                     msg = None
-            if not self.stopped():
-                self._launch()
-            self._write_state()
-            if not self.active and (self.stopped() or not self.ready):
-                return
 
     def _launch(self) -> None:
         """Start ready nodes in priority order within the global process slots and MAXJOBS limits."""

@@ -35,11 +35,14 @@ from skyscan.products.meta import SkymapMeta, StageRecord
 from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder
 from skyscan.products.summary import PRODUCT_FILES, ImportRecord
 from skyscan.products.write import (
+    PLOTS_IN_CHILD,
     MergeResult,
+    PlotWorker,
     ProductChoices,
     best_fit_of,
     measure_regions,
     pixel_counts,
+    plot_paths,
     write_products,
 )
 from skyscan.settings.merge import AUTO_FLAT_NSIDE_CAP, MergeOptions, merge_options
@@ -196,8 +199,11 @@ def merge_scan(
     circular_template: str | os.PathLike[str] | None = None,
     plots: bool | None = None,
 ) -> MergeResult:
-    """Merge the scan in `outdir` into all products (see the module docstring); bad inputs raise InputError."""
-    from skyscan.reco.coords import local_to_equatorial
+    """Merge the scan in `outdir` into all products (see the module docstring); bad inputs raise InputError.
+
+    The plots' drawing process is started first (``PlotWorker``): it imports matplotlib while this process reads
+    the results and measures the map, and draws once the map is handed to it.
+    """
     from skyscan.reco.event import read_event
 
     out = Path(outdir)
@@ -217,6 +223,28 @@ def merge_scan(
     method, levels = choice.method, choice.levels
 
     remove_stale_products(out)
+    worker = PlotWorker.start(*plot_paths(out, options.zoom_plot)) if options.plots and PLOTS_IN_CHILD else None
+    try:
+        return _merge_scan(out, ef, config_text, options, method, levels, choice.calibration, circular_template,
+                           worker)
+    except BaseException:
+        if worker is not None:
+            worker.abandon()
+        raise
+
+
+def _merge_scan(
+    out: Path,
+    ef: Any,
+    config_text: str,
+    options: MergeOptions,
+    method: str,
+    levels: Mapping[str, float],
+    calibration: Any,
+    circular_template: str | os.PathLike[str] | None,
+    worker: PlotWorker | None,
+) -> MergeResult:
+    ev = ef.event
     located = find_result_files(out)
     if not located:
         raise InputError(f"{out}: no scan results (stage*/scan-s*-*.h5)")
@@ -229,8 +257,11 @@ def merge_scan(
     if not np.any(np.isfinite(m.llh)):
         raise InputError(f"{out}: every pixel of the scan failed (llh is NaN everywhere): no best fit")
 
+    best_fit = best_fit_of(m, ev.time)  # installs the cached Earth-orientation table (the event time is known)
     truth: tuple[float, float] | None = None
     if ef.truth is not None:
+        from skyscan.reco.coords import local_to_equatorial
+
         ra, dec = local_to_equatorial(math.radians(ef.truth.zenith_deg), math.radians(ef.truth.azimuth_deg), ev.time)
         truth = (math.degrees(float(ra)) % 360.0, math.degrees(float(dec)))
 
@@ -239,10 +270,10 @@ def merge_scan(
         event_id=ev.event_id,
         event_time=ev.time,
         stream=ev.stream,
-        best_fit=best_fit_of(m, ev.time),
+        best_fit=best_fit,
         containment_method=method,
         regions=measure_regions(m, levels),
-        calibration=choice.calibration,
+        calibration=calibration,
         config_yaml=config_text,
         created=_now(),
         software_version=__version__,
@@ -253,7 +284,7 @@ def merge_scan(
         truth_radec=truth,
         source="skyscan scan",
     )
-    event_json = event_path.read_text(encoding="utf-8")
+    event_json = ScanLayout(out).event.read_text(encoding="utf-8")
     return write_products(
         out,
         m,
@@ -262,6 +293,7 @@ def merge_scan(
         pixel_counts(stages),
         product_choices(out, m, options, circular_template),
         event_json=event_json,
+        plot_worker=worker,
     )
 
 

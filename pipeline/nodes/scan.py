@@ -141,25 +141,40 @@ class PriorFits:
         return int(self.ipix.size)
 
 
+def _stage_nsides(layout: ScanLayout) -> list[int] | None:
+    """The nside of each stage of the scan's configuration; None without a readable configuration."""
+    if not layout.config.is_file():
+        return None
+    from skyscan.graph.build import scan_config
+
+    try:
+        return [stage.nside for stage in scan_config(layout.root).stages]
+    except InputError:
+        return None
+
+
 def _prior_result_files(
-    layout: ScanLayout, stage: int, target: tuple[int, npt.NDArray[np.int64]] | None
+    layout: ScanLayout,
+    stage: int,
+    target: tuple[int, npt.NDArray[np.int64]] | None,
+    nsides: list[int] | None = None,
 ) -> list[Path]:
     """The result files of an earlier ``stage`` that hold an ancestor of the pixels ``target`` (nside, ipix).
 
     A stage's batch files say which pixels each result holds, so a node reads only the results its pixels
     descend from (a stage of hundreds of batches would otherwise cost every node hundreds of reads). Without
     batch files, or without the configuration that gives the stage's nside, every result of the stage.
+    ``nsides`` is ``_stage_nsides(layout)`` when the caller has it (the configuration is then parsed once).
     """
     results = layout.list_results(stage)
     batches = layout.list_batches(stage)
-    if target is None or not batches or not layout.config.is_file():
+    if target is None or not batches:
         return results
-    from skyscan.graph.build import scan_config
-
-    try:
-        stage_nside = scan_config(layout.root).stages[stage].nside
-    except (InputError, IndexError):
+    if nsides is None:
+        nsides = _stage_nsides(layout)
+    if nsides is None or stage >= len(nsides):
         return results
+    stage_nside = nsides[stage]
     nside, ipix = target
     if stage_nside >= nside or nside % stage_nside:
         return []
@@ -191,8 +206,9 @@ def read_prior_fits(
     if not stage:  # None, or stage 0: nothing before it
         return PriorFits.empty()
     parts: list[BatchResult] = []
+    nsides = _stage_nsides(layout) if target is not None else None
     for k in range(stage):
-        for path in _prior_result_files(layout, k, target):
+        for path in _prior_result_files(layout, k, target, nsides):
             try:
                 parts.append(read_result(path, run_id, event_id))
             except (InputError, OSError):

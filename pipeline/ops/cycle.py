@@ -31,6 +31,9 @@ class CycleReport:
     failed: int = 0
     notified: int = 0
     errors: int = 0
+    calibrations_started: int = 0  # calibrations of done scans started (or retried) this pass
+    calibrated: int = 0  # calibrated re-issues finished this pass
+    calibrations_failed: int = 0  # calibrations given up this pass (the scans stay done)
 
 
 ITEM_ERRORS: tuple[type[Exception], ...] = (Exception,)

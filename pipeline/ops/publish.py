@@ -14,7 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from skyscan.atomic import write_json
 from skyscan.graph.layout import ScanLayout
@@ -50,12 +52,15 @@ def _publish_map(layout: ScanLayout, tmp: Path, base_url: str, folder: str, miss
     write_json(notice_path, ordered)
 
 
-def publish_outbox(outdir: Path, dest: Path, base_url: str | None = None) -> list[str]:
+def publish_outbox(outdir: Path, dest: Path, base_url: str | None = None,
+                   extra: Mapping[str, Any] | None = None) -> list[str]:
     """Copy circular, notice, summary and plots into ``dest`` (replaced whole); return the missing products.
 
     ``base_url`` (else the environment variable ``SKYSCAN_OUTBOX_BASE_URL``; empty: none) is the address at
     which the outbox is served: then the multi-order map is published too and the published notice gets its
-    ``healpix_url``. A malformed base URL is an InputError, raised before anything is copied.
+    ``healpix_url``. A malformed base URL is an InputError, raised before anything is copied. ``extra`` maps
+    file names to JSON documents written into the folder with the products (a re-issue's ``reissue.json``), so
+    a reader sees them together with the products they describe, never apart.
     """
     from skyscan.products.gcn import healpix_url
 
@@ -83,6 +88,10 @@ def publish_outbox(outdir: Path, dest: Path, base_url: str | None = None) -> lis
             missing.append(f"{PLOTS_DIR}/*.png")
         if base is not None:
             _publish_map(layout, tmp, base, dest.name, missing)
+        for name, doc in (extra or {}).items():
+            if PurePosixPath(name).name != name or name.startswith("."):
+                raise ValueError(f"publish_outbox: extra file {name!r} is not a plain file name")
+            write_json(tmp / name, doc)
         old = None
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))

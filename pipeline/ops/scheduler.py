@@ -16,7 +16,9 @@ SIGKILL:
   and followed through its API; a repeated submission is answered with the same scan there, so a claimer that
   died after posting loses nothing;
 * queued scans start highest priority first (a priority >= 100 is the realtime lane and starts before any lower
-  one), first queued first within equal priority, never more than ``max_running`` at once.
+  one), first queued first within equal priority, never more than ``max_running`` at once;
+* with a ``calibration:`` block, a done scan of one of its streams is calibrated and re-merged in the background
+  (:mod:`skyscan.ops.calibration`): its calibration never blocks a pass and never changes the scan's state.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from skyscan.ops.launcher import (
 from skyscan.ops.logs import one_line
 from skyscan.ops.publish import publish_outbox
 from skyscan.ops.submission import cluster_from_text, read_submission
-from skyscan.ops.watchconfig import default_scan_command, default_submit_command
+from skyscan.ops.watchconfig import CalibrationSettings, default_scan_command, default_submit_command
 from skyscan.products.summary import PRODUCT_FILES
 from skyscan.reco import untrusted
 from skyscan.timestamps import parse_stamp, utcnow
@@ -101,6 +103,7 @@ class SchedulerSettings:
     notify: bool = False  # done scans get a pending notification (the watcher's notify_command)
     service_url: str | None = None  # backend service: the scan service that runs the scans
     service_token_file: Path | None = None  # backend service: a file holding a submit token
+    calibration: CalibrationSettings | None = None  # automatic calibration of done scans (None: off)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -178,8 +181,21 @@ class Scheduler:
         self._service: ServiceClient | None = None
 
     def schedule(self, report: CycleReport) -> None:
-        """One scheduling pass: queue received scans, track running ones, start queued ones."""
-        run_stages((self.queue_received, self.track, self.start_queued), report, self.log)
+        """One scheduling pass: queue received scans, track running ones, start queued ones, move calibrations on."""
+        run_stages((self.queue_received, self.track, self.start_queued, self.calibrate), report, self.log)
+
+    def calibrate(self, report: CycleReport) -> None:
+        """Follow, finish and start the automatic calibrations of done scans (nothing without ``calibration:``)."""
+        if self.settings.calibration is None:
+            return
+        from skyscan.ops.calibration import Calibrator
+
+        Calibrator(self.settings, self.settings.calibration, self.conn, self.log).run(report)
+
+    def calibrates(self, scan: ScanRow) -> bool:
+        """True when this scan, once done, is to be calibrated (its stream is in ``calibration.streams``)."""
+        cal = self.settings.calibration
+        return cal is not None and cal.wants(scan.stream) and (scan.backend or self.settings.backend) != "service"
 
     # -- queue and start -----------------------------------------------------------------------------------------
     def queue_received(self, report: CycleReport | None = None) -> None:
@@ -484,10 +500,13 @@ class Scheduler:
         box = self.settings.outbox / scan.name if self.settings.outbox is not None else Path(scan.outdir)
         missing = (publish_outbox(Path(scan.outdir), box, self.settings.outbox_base_url)
                    if self.settings.outbox is not None else [])
+        calibrate = self.calibrates(scan)
         if scans.mark_done(self.conn, scan.id, summary, str(summary_path), notify=self.settings.notify,
-                           now=utcnow()):
+                           now=utcnow(), calibrate=calibrate):
             report.done += 1
             self.log.info("scan %d of %s done: RA %.3f Dec %.3f, 90%% area %s deg2; products in %s%s", scan.id,
                           scan.name, summary.ra_deg, summary.dec_deg,
                           "-" if summary.area_90_deg2 is None else f"{summary.area_90_deg2:.2f}", box,
                           f" (missing: {', '.join(missing)})" if missing else "")
+            if calibrate:
+                self.log.info("scan %d of %s: calibration queued (stream %s)", scan.id, scan.name, scan.stream)

@@ -16,7 +16,19 @@ from typing import Any
 from skyscan.errors import InputError
 from skyscan.reco import untrusted
 
-__all__ = ["BACKENDS", "KNOWN_KEYS", "SERVICE_KEYS", "WATCH_BACKENDS", "WATCH_SCHEMA", "WatchConfig", "config_from_mapping", "load_watch_config"]
+__all__ = [
+    "BACKENDS",
+    "CALIBRATION_KEYS",
+    "KNOWN_KEYS",
+    "SERVICE_KEYS",
+    "WATCH_BACKENDS",
+    "WATCH_SCHEMA",
+    "CalibrationSettings",
+    "WatchConfig",
+    "calibration_from_mapping",
+    "config_from_mapping",
+    "load_watch_config",
+]
 
 BACKENDS = ("local", "condor")  # the backends that run a scan's graph on this host (the scan service's too)
 WATCH_BACKENDS = (*BACKENDS, "service")  # the watcher may also hand its scans to a scan service
@@ -28,6 +40,38 @@ def default_scan_command() -> tuple[str, ...]:
 
 def default_submit_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "skyscan.cli", "submit")
+
+
+def default_calibrate_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "skyscan.cli", "calibrate")
+
+
+def default_merge_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "skyscan.cli", "merge")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """The ``calibration:`` block of a watch.yaml or serve.yaml: which done scans are calibrated, and how.
+
+    A done scan of one of ``streams`` is calibrated once by resimulation (``skyscan calibrate``, N pseudo-events
+    with the simulator's systematics varied) and then re-merged with its calibration.json; the watcher
+    re-publishes the products as a calibrated re-issue (docs/operations.md, "Calibration after a scan").
+    """
+
+    streams: tuple[str, ...]  # the alert streams (the event's ``stream``) whose done scans are calibrated
+    n: int = 100  # pseudo-events per calibration (``--n``)
+    systematics: str = "default"  # none | default | an absolute path to a systematics YAML file
+    batch_size: int | None = None  # pseudo-events per graph node (None: skyscan calibrate's default)
+    disc_deg: float | None = None  # radius of the reconstructed disc in degrees (None: from the 99% region)
+    max_running: int = 1  # calibrations running at once (each is as heavy as several scans)
+    max_attempts: int = 2  # tries of a calibration (a retry resumes in the same CALDIR) before it is failed
+    command: tuple[str, ...] = field(default_factory=default_calibrate_command)  # local: SCANDIR -o CALDIR ...
+    merge_command: tuple[str, ...] = field(default_factory=default_merge_command)  # SCANDIR --containment FILE
+
+    def wants(self, stream: str | None) -> bool:
+        """True when a done scan of an alert of ``stream`` is to be calibrated."""
+        return stream is not None and stream in self.streams
 
 
 @dataclass(frozen=True)
@@ -65,6 +109,7 @@ class WatchConfig:
     service_url: str | None = None  # backend service: the scan service's base URL
     outbox_base_url: str | None = None  # where the outbox is served (http/https): notices get healpix_url
     service_token_file: Path | None = None  # backend service: a file holding a submit token
+    calibration: CalibrationSettings | None = None  # automatic calibration of done scans (None: off)
 
 
 _PATH_KEYS = ("archive", "quarantine", "outbox", "scans", "database", "lock_file", "log_file")
@@ -80,7 +125,10 @@ _SECONDS_MAX = 366 * 86400.0  # a year: longer delays and timeouts are typos, an
 _COMMAND_KEYS = ("scan_command", "submit_command", "notify_command")
 SERVICE_KEYS = ("service_url", "service_token_file")
 KNOWN_KEYS = ("schema", "inbox", "state_dir", *_PATH_KEYS, *_INT_KEYS, *_FLOAT_KEYS, *_COMMAND_KEYS,
-              "backend", "site", "scan_config", "jobs", "outbox_base_url", *SERVICE_KEYS)
+              "backend", "site", "scan_config", "jobs", "outbox_base_url", *SERVICE_KEYS, "calibration")
+CALIBRATION_KEYS = ("streams", "n", "systematics", "batch_size", "disc_deg", "max_running", "max_attempts",
+                    "command", "merge_command")
+_CAL_INTS = {"n": (2, 1_000_000), "batch_size": (1, 100_000), "max_running": (1, 10_000), "max_attempts": (1, 100)}
 WATCH_SCHEMA = "skyscan-watch/1"
 
 
@@ -98,6 +146,58 @@ def _command(value: Any, key: str) -> tuple[str, ...]:
     if not words or not words[0]:
         raise InputError(f"{key}: empty command")
     return tuple(w.replace("{python}", sys.executable) for w in words)
+
+
+def calibration_from_mapping(raw: Any, base_dir: Path, source: str) -> CalibrationSettings | None:
+    """Check a ``calibration:`` block (shared by watch.yaml and serve.yaml); None when it is absent or null.
+
+    ``streams`` is required (a list of stream names, or one name); a relative ``systematics`` file is taken from
+    ``base_dir``. Every problem is one InputError naming ``source: calibration.KEY``.
+    """
+    from skyscan.reco.event import STREAM_PATTERN
+
+    if raw is None:
+        return None
+    where = f"{source}: calibration"
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a mapping (streams, n, systematics, ...), got {untrusted.shown(raw)}")
+    unknown = sorted(str(k) for k in raw if k not in CALIBRATION_KEYS)
+    if unknown:
+        raise InputError(f"{where}.{unknown[0]}: unknown setting (one of {', '.join(CALIBRATION_KEYS)})")
+    streams = raw.get("streams")
+    if isinstance(streams, str):
+        streams = [streams]
+    if (not isinstance(streams, list) or not streams
+            or not all(isinstance(x, str) and STREAM_PATTERN.fullmatch(x) for x in streams)):
+        raise InputError(f"{where}.streams: expected a list of stream names (e.g. [gold, bronze]), "
+                         f"got {untrusted.shown(streams)}")
+    values: dict[str, Any] = {"streams": tuple(dict.fromkeys(streams))}
+    for key, (low, high) in _CAL_INTS.items():
+        if raw.get(key) is not None:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise InputError(f"{where}.{key}: expected an integer from {low} to {high}, got {untrusted.shown(v)}")
+            values[key] = v
+    if raw.get("disc_deg") is not None:
+        v = raw["disc_deg"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 180.0:
+            raise InputError(f"{where}.disc_deg: expected degrees in (0, 180], got {untrusted.shown(v)}")
+        values["disc_deg"] = float(v)
+    spec = raw.get("systematics", "default")
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"{where}.systematics: expected none, default or a YAML file, got {untrusted.shown(spec)}")
+    if spec.strip() in ("none", "default"):
+        values["systematics"] = spec.strip()
+    else:
+        file = Path(os.path.expanduser(spec.strip()))
+        file = (file if file.is_absolute() else base_dir / file).absolute()
+        if not file.is_file():
+            raise InputError(f"{where}.systematics: {file}: no such file (none, default or a YAML file)")
+        values["systematics"] = str(file)
+    for key in ("command", "merge_command"):
+        if raw.get(key) is not None:
+            values[key] = _command(raw[key], f"{where}.{key}")
+    return CalibrationSettings(**values)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -214,6 +314,10 @@ def config_from_mapping(raw: Any, base_dir: Path, source: str = "watch config") 
     for key in _COMMAND_KEYS:
         if raw.get(key) is not None:
             values[key] = _command(raw[key], f"{source}: {key}")
+    values["calibration"] = calibration_from_mapping(raw.get("calibration"), base_dir, source)
+    if values["calibration"] is not None and backend == "service":
+        raise InputError(f"{source}: calibration: not with backend service (the scan's results stay at the "
+                         "service: give the calibration: block in the service's serve.yaml)")
     return WatchConfig(**values)
 
 

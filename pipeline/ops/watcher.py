@@ -60,7 +60,7 @@ def scheduler_settings(cfg: WatchConfig) -> SchedulerSettings:
         stall_seconds=cfg.stall_seconds, kill_grace_seconds=cfg.kill_grace_seconds, scan_command=cfg.scan_command,
         submit_command=cfg.submit_command, submit_timeout_seconds=cfg.submit_timeout_seconds, outbox=cfg.outbox,
         outbox_base_url=cfg.outbox_base_url, notify=cfg.notify_command is not None, service_url=cfg.service_url,
-        service_token_file=cfg.service_token_file,
+        service_token_file=cfg.service_token_file, calibration=cfg.calibration,
     )
 
 
@@ -81,8 +81,8 @@ class Watcher(Scheduler):
             folder.mkdir(parents=True, exist_ok=True)
         # Each stage guarded: an unexpected error in one (an unreadable inbox) never stops tracking, publishing
         # or notifying. A catalog (SQLite) error is not a stage's fault: it ends the pass (exit 1).
-        run_stages((self.inbox.ingest, self.queue_received, self.track, self.start_queued, self.notify), report,
-                   self.log)
+        run_stages((self.inbox.ingest, self.queue_received, self.track, self.start_queued, self.calibrate,
+                    self.notify), report, self.log)
         return report
 
     # -- notification --------------------------------------------------------------------------------------------
@@ -106,6 +106,9 @@ class Watcher(Scheduler):
         cmd = [*self.cfg.notify_command, str(summary)]
         env = dict(os.environ, SKYSCAN_WATCH_ALERT=scan.name, SKYSCAN_WATCH_SCAN_ID=str(scan.id),
                    SKYSCAN_WATCH_OUTBOX=str(summary.parent))
+        env.pop("SKYSCAN_WATCH_REISSUE", None)
+        if scan.calibration_state == "done":  # the outbox holds the calibrated re-issue (reissue.json says so)
+            env["SKYSCAN_WATCH_REISSUE"] = "calibrated"
         error: str | None = None
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
@@ -119,7 +122,8 @@ class Watcher(Scheduler):
                                           max_attempts=self.cfg.notify_max_attempts, now=utcnow())
         if error is None:
             report.notified += 1
-            self.log.info("notified %s (scan %d): %s", scan.name, scan.id, shlex.join(cmd))
+            self.log.info("notified %s (scan %d%s): %s", scan.name, scan.id,
+                          ", calibrated re-issue" if scan.calibration_state == "done" else "", shlex.join(cmd))
         elif state == "failed":
             self.log.error("notification of %s (scan %d) failed, giving up after %d attempts: %s", scan.name,
                            scan.id, self.cfg.notify_max_attempts, error)

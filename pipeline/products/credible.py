@@ -14,6 +14,7 @@ others are reported as they come out.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -139,9 +140,12 @@ def map_probability(m: MultiOrderMap, method: str, levels: Mapping[str, float]) 
     )
 
 
-def _resolve_value(config_yaml: str, key: str, default: int) -> int:
-    """``scan.resolve.<key>`` of a scan's resolved configuration (config.yaml text); ``default`` when the text is
-    empty, unreadable or has no such key (an imported scan). The scan configuration validated the value."""
+@functools.lru_cache(maxsize=4)
+def _resolve_section(config_yaml: str) -> tuple[tuple[str, Any], ...]:
+    """The ``scan.resolve`` mapping of a configuration text as (key, value) pairs (empty when there is none).
+
+    Cached: a merge asks for it once per region and product, and parsing the YAML costs milliseconds each time.
+    """
     import yaml
 
     try:
@@ -150,7 +154,15 @@ def _resolve_value(config_yaml: str, key: str, default: int) -> int:
         doc = None
     scan = doc.get("scan") if isinstance(doc, dict) else None
     resolve = scan.get("resolve") if isinstance(scan, dict) else None
-    value = resolve.get(key) if isinstance(resolve, dict) else None
+    if not isinstance(resolve, dict):
+        return ()
+    return tuple((str(k), v) for k, v in resolve.items() if isinstance(v, (int, float, str, bool)) or v is None)
+
+
+def _resolve_value(config_yaml: str, key: str, default: int) -> int:
+    """``scan.resolve.<key>`` of a scan's resolved configuration (config.yaml text); ``default`` when the text is
+    empty, unreadable or has no such key (an imported scan). The scan configuration validated the value."""
+    value = dict(_resolve_section(config_yaml)).get(key)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return default

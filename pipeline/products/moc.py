@@ -422,8 +422,9 @@ def flatten(
         return flat_nested
     nside_flat = 1 << out_order
     nest_pix = np.arange(12 * nside_flat * nside_flat, dtype=np.int64)
-    import healpy as hp  # imported here: costly (it imports matplotlib), and only flat maps need it
+    from skyscan.products.healpix import healpy
 
+    hp = healpy()
     flat_ring = np.empty_like(flat_nested)
     flat_ring[np.asarray(hp.nest2ring(nside_flat, nest_pix), dtype=np.int64)] = flat_nested
     return flat_ring
@@ -448,8 +449,9 @@ def _flat_rows(m: MultiOrderMap, out_order: int) -> IntArray:
     split_rows = np.zeros(0, dtype=np.int64)
     if split.size:
         # Only flat pixels split among finer map pixels need their centre looked up (at the map's deepest order).
-        import healpy as hp
+        from skyscan.products.healpix import healpy
 
+        hp = healpy()
         vx, vy, vz = hp.pix2vec(nside_flat, split, nest=True)
         deep = np.asarray(hp.vec2pix(1 << max_order, vx, vy, vz, nest=True), dtype=np.int64)
         split_rows = m.locate(1 << max_order, deep)
@@ -484,8 +486,9 @@ def _flat_rows_by_pixel(m: MultiOrderMap, out_order: int) -> IntArray:
     rows[filled] = coarse[which]
     split = np.flatnonzero(rows < 0)
     if split.size and out_order < max_order:
-        import healpy as hp
+        from skyscan.products.healpix import healpy
 
+        hp = healpy()
         vx, vy, vz = hp.pix2vec(nside_flat, nest_pix[split], nest=True)
         fine = np.asarray(hp.vec2pix(1 << max_order, vx, vy, vz, nest=True), dtype=np.int64)
         rows[split] = m.locate(1 << max_order, fine)

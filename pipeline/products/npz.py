@@ -87,8 +87,9 @@ def _read_nside(key: str, arr: Any, where: str) -> tuple[StageResult, StageRecor
     uniq_ring, counts = np.unique(ring, return_counts=True)
     if np.any(counts > 1):
         raise InputError(f"{where}: {key!r}: pixel index {int(uniq_ring[counts > 1][0])} appears more than once")
-    import healpy as hp  # imported here: costly (it imports matplotlib)
+    from skyscan.products.healpix import healpy
 
+    hp = healpy()
     nest = np.asarray(hp.ring2nest(nside, ring), dtype=np.int64)
     llh = _field(arr, "llh", f"{where}: {key!r}")
     failed = ~np.isfinite(llh)

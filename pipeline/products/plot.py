@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, cast
 
-import healpy as hp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -39,6 +38,15 @@ from skyscan.products.containment import Region
 from skyscan.products.gcn import rounded_time
 from skyscan.products.meta import SkymapMeta
 from skyscan.products.moc import MultiOrderMap
+from skyscan.products.plotgrid import (
+    FULLSKY_WIDTH,
+    ZOOM_SIZE,
+    ZoomWindow,
+    fullsky_cells,
+    sample_rows,
+    zoom_cells,
+    zoom_window,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -60,25 +68,16 @@ TRUTH_STYLE: dict[str, Any] = {"marker": "X", "color": "#1f77b4", "markeredgecol
 DPI = 110
 
 
-def sample_rows(m: MultiOrderMap, ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> IntArray:
-    """Row of the map pixel containing each (RA, Dec) point (degrees), looked up at the map's deepest order."""
-    ra = np.asarray(ra_deg, dtype=np.float64)
-    dec = np.clip(np.asarray(dec_deg, dtype=np.float64), -90.0, 90.0)
-    nside = int(m.nside.max())
-    theta = np.radians(90.0 - dec).reshape(-1)
-    phi = np.radians(np.mod(ra, 360.0)).reshape(-1)
-    pix = np.asarray(hp.ang2pix(nside, theta, phi, nest=True), dtype=np.int64)
-    return np.asarray(m.locate(nside, pix).reshape(ra.shape), dtype=np.int64)
-
-
 @dataclass
 class _Layers:
     value: FloatArray  # 2*delta-llh per grid point (NaN where the fit failed)
     inside: dict[str, npt.NDArray[np.bool_]]  # region membership per level label
 
 
-def _layers(m: MultiOrderMap, meta: SkymapMeta, ra: FloatArray, dec: FloatArray) -> _Layers:
-    rows = sample_rows(m, ra, dec)
+def _layers(m: MultiOrderMap, meta: SkymapMeta, ra: FloatArray, dec: FloatArray, rows: IntArray | None) -> _Layers:
+    """The layers at the grid points (RA, Dec); ``rows``: their map rows looked up already (``plot_samples``)."""
+    if rows is None:
+        rows = sample_rows(m, ra, dec)
     d2 = m.dllh2
     value = d2[rows]
     inside = {}
@@ -246,19 +245,20 @@ def _mollweide_x(ra_deg: npt.ArrayLike) -> FloatArray:
     return np.radians(-(np.mod(ra + 180.0, 360.0) - 180.0))
 
 
-def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, width: int = 1080) -> None:
-    """Full-sky Mollweide view of 2*delta-llh with contours, best fit, RA/Dec grid and a titled legend."""
-    n_dec = 180  # half-degree cells: the full-sky view shows where, the zoom shows the detail
-    n_ra = 2 * n_dec
-    # Cell edges in projection coordinates; samples at cell centres.
-    lon_edges = np.linspace(-math.pi, math.pi, n_ra + 1)
-    lat_edges = np.linspace(-math.pi / 2, math.pi / 2, n_dec + 1)
-    lon_c = 0.5 * (lon_edges[1:] + lon_edges[:-1])
-    lat_c = 0.5 * (lat_edges[1:] + lat_edges[:-1])
-    lon_g, lat_g = np.meshgrid(lon_c, lat_c)
-    ra_g = np.mod(-np.degrees(lon_g), 360.0)
-    dec_g = np.degrees(lat_g)
-    layers = _layers(m, meta, ra_g, dec_g)
+def plot_fullsky(
+    path: str | os.PathLike[str],
+    m: MultiOrderMap,
+    meta: SkymapMeta,
+    width: int = FULLSKY_WIDTH,
+    rows: IntArray | None = None,
+) -> None:
+    """Full-sky Mollweide view of 2*delta-llh with contours, best fit, RA/Dec grid and a titled legend.
+
+    ``rows``: the map rows under the grid points, looked up already (``plotgrid.plot_samples``); else here.
+    """
+    cells = fullsky_cells()
+    lon_edges, lat_edges, lon_g, lat_g = cells.lon_edges, cells.lat_edges, cells.lon_g, cells.lat_g
+    layers = _layers(m, meta, cells.ra_g, cells.dec_g, rows)
 
     fig = plt.figure(figsize=(width / DPI, width / DPI * 0.6))
     ax = fig.add_axes((0.06, 0.2, 0.88, 0.72), projection="mollweide")
@@ -308,71 +308,32 @@ def plot_fullsky(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMet
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ZoomWindow:
-    """RA/Dec window of the zoom (degrees); RA bounds may run past 0/360 (labels wrap).
-
-    `polar` is +1 or -1 when the window reaches the north or south celestial pole: the zoom is then drawn as a
-    polar view around that pole out to `polar_radius` degrees, because an RA/Dec box is not local there.
-    """
-
-    ra_lo: float
-    ra_hi: float
-    dec_lo: float
-    dec_hi: float
-    polar: int = 0
-    polar_radius: float = 0.0
-
-
-def zoom_window(m: MultiOrderMap, meta: SkymapMeta, margin: float = 1.5) -> ZoomWindow:
-    """A window centred on the best fit, about `margin` times the 90% region's extent, at least a few pixels wide."""
-    bf = meta.best_fit
-    reg = meta.regions.get("90") or max(meta.regions.values(), key=lambda r: r.level_2dllh)
-    cos_dec = max(math.cos(math.radians(bf.dec_deg)), 1e-3)
-    finest = math.degrees(hp.nside2resol(int(m.nside.max())))
-    coarse_best = math.degrees(hp.nside2resol(int(bf.nside)))
-    half = max(reg.dec_plus_deg, reg.dec_minus_deg)
-    if reg.ra_errors_meaningful:
-        half = max(half, reg.ra_plus_deg * cos_dec, reg.ra_minus_deg * cos_dec)
-    half = max(half * margin, 4.0 * finest, 1.5 * coarse_best, 0.2)
-    half = min(half, 60.0)
-    dec_lo, dec_hi = bf.dec_deg - half, bf.dec_deg + half
-    if not reg.ra_errors_meaningful or dec_hi >= 89.0 or dec_lo <= -89.0:
-        # Near a pole a box in RA is not local: look down on the pole, out to beyond the region.
-        sign = 1 if bf.dec_deg >= 0 else -1
-        extent = 90.0 - min(bf.dec_deg - reg.dec_minus_deg, 90.0) if sign > 0 else 90.0 + max(
-            bf.dec_deg + reg.dec_plus_deg, -90.0
-        )
-        radius = min(max(extent * margin, (90.0 - abs(bf.dec_deg)) + half, 1.0), 90.0)
-        return ZoomWindow(
-            bf.ra_deg - 180.0,
-            bf.ra_deg + 180.0,
-            max(dec_lo, -90.0),
-            min(dec_hi, 90.0),
-            polar=sign,
-            polar_radius=radius,
-        )
-    half_ra = min(half / cos_dec, 180.0)
-    return ZoomWindow(bf.ra_deg - half_ra, bf.ra_deg + half_ra, dec_lo, dec_hi)
-
-
 def _ra_formatter(value: float, _pos: int) -> str:
     return f"{np.mod(value, 360.0):.4g}°"
 
 
-def plot_zoom(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, size: int = 760) -> None:
-    """Zoom on the best fit (RA/Dec plate carree, RA increasing to the left, locally equal scales)."""
-    win = zoom_window(m, meta)
+def plot_zoom(
+    path: str | os.PathLike[str],
+    m: MultiOrderMap,
+    meta: SkymapMeta,
+    size: int = ZOOM_SIZE,
+    rows: IntArray | None = None,
+    win: ZoomWindow | None = None,
+) -> None:
+    """Zoom on the best fit (RA/Dec plate carree, RA increasing to the left, locally equal scales).
+
+    ``win`` and ``rows``: the window and the map rows under its grid points, found already
+    (``plotgrid.plot_samples``, for this ``size``); else here.
+    """
+    if win is None:
+        win = zoom_window(m, meta)
+        rows = None
     if win.polar:
-        _plot_zoom_polar(path, m, meta, win, size)
+        _plot_zoom_polar(path, m, meta, win, size, rows)
         return
-    n = max(200, size // 2)
-    ra_edges = np.linspace(win.ra_lo, win.ra_hi, n + 1)
-    dec_edges = np.linspace(win.dec_lo, win.dec_hi, n + 1)
-    ra_c = 0.5 * (ra_edges[1:] + ra_edges[:-1])
-    dec_c = 0.5 * (dec_edges[1:] + dec_edges[:-1])
-    ra_g, dec_g = np.meshgrid(ra_c, dec_c)
-    layers = _layers(m, meta, ra_g, dec_g)
+    cells = zoom_cells(win, size)
+    ra_g, dec_g = cells.x_g, cells.y_g
+    layers = _layers(m, meta, ra_g, dec_g, rows)
 
     fig = plt.figure(figsize=(size / DPI, size / DPI))
     ax = fig.add_axes((0.12, 0.2, 0.74, 0.72))
@@ -415,19 +376,15 @@ def plot_zoom(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, 
     _save(fig, path, meta)
 
 
-def _plot_zoom_polar(path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, win: ZoomWindow, size: int) -> None:
+def _plot_zoom_polar(
+    path: str | os.PathLike[str], m: MultiOrderMap, meta: SkymapMeta, win: ZoomWindow, size: int,
+    rows: IntArray | None,
+) -> None:
     """Polar zoom around a celestial pole: angle = RA, radius = distance from the pole (labelled as Dec)."""
     sign = win.polar
-    n_r = max(150, size // 4)
-    n_t = 720
-    r_edges = np.linspace(0.0, win.polar_radius, n_r + 1)
-    t_edges = np.linspace(0.0, 2 * math.pi, n_t + 1)
-    r_c = 0.5 * (r_edges[1:] + r_edges[:-1])
-    t_c = 0.5 * (t_edges[1:] + t_edges[:-1])
-    t_g, r_g = np.meshgrid(t_c, r_c)
-    ra_g = np.degrees(t_g)
-    dec_g = sign * (90.0 - r_g)
-    layers = _layers(m, meta, ra_g, dec_g)
+    cells = zoom_cells(win, size)
+    t_edges, r_edges, t_g, r_g = cells.x_edges, cells.y_edges, cells.x_g, cells.y_g
+    layers = _layers(m, meta, cells.ra_g, cells.dec_g, rows)
 
     fig = plt.figure(figsize=(size / DPI, size / DPI))
     ax = cast(PolarAxes, fig.add_axes((0.08, 0.2, 0.68, 0.7), projection="polar"))

@@ -86,8 +86,9 @@ def _per_nside(records: Sequence[StageRecord]) -> dict[int, dict[str, npt.NDArra
 
 def document(records: Sequence[StageRecord], meta: SkymapMeta) -> dict[str, Any]:
     """The skyreader JSON document of a scan's raw results (see the module docstring)."""
-    import healpy as hp  # imported here: costly (it imports matplotlib)
+    from skyscan.products.healpix import healpy
 
+    hp = healpy()
     mjd = 0.0 if meta.event_time is None else mjd_of(meta.event_time)  # skyreader writes 0 when unknown
     doc: dict[str, Any] = {}
     for nside, cols in sorted(_per_nside(records).items()):

@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import signal
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +23,6 @@ import numpy as np
 from skyscan.atomic import write_json, write_text
 from skyscan.errors import InputError, SkyscanError
 from skyscan.products.containment import LevelSpec, Region, best_fit_radec, region
-from skyscan.products.fits import write_flat_fits, write_multiorder_fits
-from skyscan.products.hdf5 import write_skymap_h5
 from skyscan.products.levels import check_product_levels
 from skyscan.products.meta import BestFit, SkymapMeta, StageRecord
 from skyscan.products.moc import MultiOrderMap, StageResult, flatten, nside_ipix_to_uniq
@@ -182,62 +181,145 @@ class MergeResult:
     products: dict[str, Path] = field(default_factory=dict)
 
 
-#: Draw the plots in a forked child process while this one writes the other products (POSIX only): with two
+#: Draw the plots in forked child processes while this one writes the other products (POSIX only): with two
 #: cores the merge takes the longer of the two instead of their sum, and matplotlib is imported only by the
-#: process that draws. False: draw them here, one after the other. The files are the same either way.
+#: processes that draw. False: draw them here, one after the other. The files are the same either way.
 PLOTS_IN_CHILD = hasattr(os, "fork")
 
 
-class _Plots:
-    """The PNG plots of one merge, drawn in a child process (``PLOTS_IN_CHILD``) or in this one.
+def _failure_report(exc: BaseException) -> bytes:
+    kind = "input" if isinstance(exc, InputError) else exc.__class__.__name__
+    return f"{kind}\n{exc}".encode("utf-8", "replace")[:60000]
 
-    ``start`` begins drawing; ``finish`` waits for it and raises what drawing raised (an InputError stays one;
-    anything else becomes a SkyscanError naming the plots); ``abandon`` stops a child when the merge fails.
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to a pipe and close it; a reader that went away (the drawing process failed) is no error."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class PlotWorker:
+    """The PNG plots of one merge, drawn by child processes (``PLOTS_IN_CHILD``) or by this one.
+
+    :meth:`start` forks the drawing process before the map exists, so that it imports matplotlib while this
+    process reads the results and measures the regions; :meth:`draw` hands it the map, its metadata and the map
+    rows under the plots' grid points (looked up here with healpy, which the drawing process never imports), and
+    it draws the full sky while a second child forked from it (matplotlib already imported) draws the zoom.
+    :meth:`finish` waits and raises what drawing raised (an InputError stays one; anything else becomes a
+    SkyscanError naming the plots); :meth:`abandon` stops the children when the merge fails.
     """
 
-    def __init__(self, fullsky: Path, zoom: Path | None, m: MultiOrderMap, meta: SkymapMeta) -> None:
-        self.fullsky, self.zoom, self.m, self.meta = fullsky, zoom, m, meta
+    def __init__(self, fullsky: Path, zoom: Path | None) -> None:
+        self.fullsky, self.zoom = fullsky, zoom
         self.pid = 0
-        self.pipe = -1
+        self.report = -1  # read end: the drawing process's failure report
+        self.data = -1  # write end: the pickled (map, metadata, samples)
+        self.sender: threading.Thread | None = None
 
-    def draw(self) -> None:
-        from skyscan.products import plot as plot
+    @classmethod
+    def start(cls, fullsky: Path, zoom: Path | None) -> PlotWorker:
+        """A worker for these files; with ``PLOTS_IN_CHILD`` its drawing process starts (and imports) now."""
+        worker = cls(fullsky, zoom)
+        if PLOTS_IN_CHILD:
+            worker._fork()
+        return worker
 
-        plot.plot_fullsky(self.fullsky, self.m, self.meta)
-        if self.zoom is not None:
-            plot.plot_zoom(self.zoom, self.m, self.meta)
-
-    def start(self) -> None:
-        if not PLOTS_IN_CHILD:
-            self.draw()
-            return
-        read_end, write_end = os.pipe()
+    def _fork(self) -> None:
+        report_r, report_w = os.pipe()
+        data_r, data_w = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: draw, report a failure through the pipe, never return into the caller
+        if pid == 0:  # the drawing process: never returns into the caller
             code = 0
             try:
-                os.close(read_end)
-                self.draw()
+                os.close(report_r)
+                os.close(data_w)
+                code = self._child(data_r, report_w)
             except BaseException as exc:  # everything is reported to the parent
-                kind = "input" if isinstance(exc, InputError) else exc.__class__.__name__
-                os.write(write_end, f"{kind}\n{exc}".encode("utf-8", "replace")[:60000])
+                with contextlib.suppress(OSError):
+                    os.write(report_w, _failure_report(exc))
                 code = 1
             finally:
                 os._exit(code)
-        os.close(write_end)
-        self.pid, self.pipe = pid, read_end
+        os.close(report_w)
+        os.close(data_r)
+        self.pid, self.report, self.data = pid, report_r, data_w
+
+    def _child(self, data_r: int, report_w: int) -> int:
+        import pickle
+
+        from skyscan.products import plot as plot  # matplotlib: imported while the parent measures the map
+
+        payload = _read_all(data_r)
+        if not payload:  # the merge failed before its map was ready
+            return 0
+        m, meta, samples = pickle.loads(payload)  # from our own parent process
+        zoom = _Zoom.start(self.zoom, m, meta, samples) if self.zoom is not None else None
+        try:
+            plot.plot_fullsky(self.fullsky, m, meta, rows=samples.fullsky_rows)
+        except BaseException:
+            if zoom is not None:
+                zoom.stop()
+            raise
+        if zoom is not None:
+            failure = zoom.wait()
+            if failure:
+                os.write(report_w, failure)
+                return 1
+        return 0
+
+    def draw(self, m: MultiOrderMap, meta: SkymapMeta) -> None:
+        """Draw the plots of this map: hand it to the drawing process, or draw them here, one after the other."""
+        from skyscan.products.plotgrid import plot_samples
+
+        samples = plot_samples(m, meta, fullsky=True, zoom=self.zoom is not None)
+        if not self.pid:
+            from skyscan.products import plot as plot
+
+            plot.plot_fullsky(self.fullsky, m, meta, rows=samples.fullsky_rows)
+            if self.zoom is not None:
+                plot.plot_zoom(self.zoom, m, meta, rows=samples.zoom_rows, win=samples.zoom_window)
+            return
+        import pickle
+
+        payload = pickle.dumps((m, meta, samples), protocol=pickle.HIGHEST_PROTOCOL)
+        fd, self.data = self.data, -1
+        # A thread writes it: more than a pipe holds, and the drawing process may still be importing matplotlib.
+        self.sender = threading.Thread(target=_write_all, args=(fd, payload), name="plot-data", daemon=True)
+        self.sender.start()
+
+    def _close_data(self) -> None:
+        if self.data >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.data)
+            self.data = -1
 
     def _reap(self) -> tuple[int, str]:
-        chunks = []
-        while True:
-            chunk = os.read(self.pipe, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(self.pipe)
+        self._close_data()
+        report = _read_all(self.report)
         _, status = os.waitpid(self.pid, 0)
         self.pid = 0
-        return status, b"".join(chunks).decode("utf-8", "replace")
+        if self.sender is not None:
+            self.sender.join()
+            self.sender = None
+        return status, report.decode("utf-8", "replace")
 
     def finish(self) -> None:
         if not self.pid:
@@ -260,6 +342,46 @@ class _Plots:
         self._reap()
 
 
+class _Zoom:
+    """The zoom plot drawn by a child of the drawing process (which has matplotlib imported already)."""
+
+    def __init__(self, pid: int, report: int) -> None:
+        self.pid, self.report = pid, report
+
+    @classmethod
+    def start(cls, path: Path, m: MultiOrderMap, meta: SkymapMeta, samples: Any) -> _Zoom:
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(report_r)
+                from skyscan.products import plot as plot
+
+                plot.plot_zoom(path, m, meta, rows=samples.zoom_rows, win=samples.zoom_window)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(report_w, _failure_report(exc))
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(report_w)
+        return cls(pid, report_r)
+
+    def wait(self) -> bytes:
+        """b"" if the zoom was drawn, else its failure report."""
+        report = _read_all(self.report)
+        _, status = os.waitpid(self.pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            return b""
+        return report or f"{SkyscanError.__name__}\nzoom plot process status {status}".encode()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGTERM)
+        self.wait()
+
+
 def _rel(path: Path, outdir: Path) -> str:
     try:
         return str(path.relative_to(outdir))
@@ -277,12 +399,39 @@ def write_products(
     *,
     event_json: str | None = None,
     imported: ImportRecord | None = None,
+    plot_worker: PlotWorker | None = None,
 ) -> MergeResult:
     """Write every product into `outdir` (each atomically) and, last, summary.json listing them.
 
     First the probability map's weight is fixed (skyscan.products.credible) so that every product carries the
-    same map: the FITS and HDF5 densities, their headers, summary.json and the circular's notes.
+    same map: the FITS and HDF5 densities, their headers, summary.json and the circular's notes. ``plot_worker``:
+    the plots' worker started earlier for the files of ``plot_paths(outdir, choices)`` (else one starts here);
+    it is finished or abandoned here.
     """
+    try:
+        return _write_products(outdir, m, meta, records, pixels, choices, event_json, imported, plot_worker)
+    except BaseException:
+        if plot_worker is not None:
+            plot_worker.abandon()
+        raise
+
+
+def plot_paths(outdir: Path, zoom_plot: bool) -> tuple[Path, Path | None]:
+    """(full sky, zoom or None): the PNG files of a merge into ``outdir``."""
+    return outdir / PRODUCT_FILES["plot_fullsky"], outdir / PRODUCT_FILES["plot_zoom"] if zoom_plot else None
+
+
+def _write_products(
+    outdir: Path,
+    m: MultiOrderMap,
+    meta: SkymapMeta,
+    records: Sequence[StageRecord],
+    pixels: dict[str, Any],
+    choices: ProductChoices,
+    event_json: str | None,
+    imported: ImportRecord | None,
+    plots: PlotWorker | None,
+) -> MergeResult:
     from skyscan.products import gcn as gcn
     from skyscan.products import skyreader as skyreader
     from skyscan.products.credible import map_probability
@@ -300,11 +449,16 @@ def write_products(
         products[key] = p
         return p
 
-    plots: _Plots | None = None
+    if not choices.plots and plots is not None:
+        plots.abandon()
+        plots = None
     if choices.plots:
-        zoom = outdir / PRODUCT_FILES["plot_zoom"] if choices.zoom_plot else None
-        plots = _Plots(outdir / PRODUCT_FILES["plot_fullsky"], zoom, m, meta)
-        plots.start()
+        if plots is None:
+            plots = PlotWorker.start(*plot_paths(outdir, choices.zoom_plot))
+        plots.draw(m, meta)
+    from skyscan.products.fits import write_flat_fits, write_multiorder_fits
+    from skyscan.products.hdf5 import write_skymap_h5
+
     try:
         write_skymap_h5(target("skymap_h5"), m, meta, records, event_json)
         write_multiorder_fits(target("multiorder_fits"), m, meta)

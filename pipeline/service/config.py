@@ -16,7 +16,13 @@ from typing import Any
 
 from skyscan.errors import InputError
 from skyscan.ops.scheduler import SchedulerSettings
-from skyscan.ops.watchconfig import BACKENDS, default_scan_command, default_submit_command
+from skyscan.ops.watchconfig import (
+    BACKENDS,
+    CalibrationSettings,
+    calibration_from_mapping,
+    default_scan_command,
+    default_submit_command,
+)
 from skyscan.reco import untrusted
 
 __all__ = ["KNOWN_KEYS", "SERVE_SCHEMA", "ServeConfig", "config_from_mapping", "load_serve_config"]
@@ -49,6 +55,7 @@ class ServeConfig:
     max_event_bytes: int = 8 * 1024 * 1024  # a request body larger than this answers 413
     max_page_size: int = 500  # the largest `limit` of a list (larger answers 422)
     default_page_size: int = 50
+    calibration: CalibrationSettings | None = None  # automatic calibration of done scans (docs/service.md)
     source: str = "serve config"  # where the configuration came from (for messages)
 
     @property
@@ -75,6 +82,7 @@ class ServeConfig:
             retry_delay_seconds=self.retry_delay_seconds, stall_seconds=self.stall_seconds,
             kill_grace_seconds=self.kill_grace_seconds, scan_command=self.scan_command,
             submit_command=self.submit_command, submit_timeout_seconds=self.submit_timeout_seconds,
+            calibration=self.calibration,
         )
 
 
@@ -86,7 +94,7 @@ _FLOAT_KEYS = {"retry_delay_seconds": 0.0, "stall_seconds": 1.0, "kill_grace_sec
                "submit_timeout_seconds": 1.0}
 _COMMAND_KEYS = ("scan_command", "submit_command")
 KNOWN_KEYS = ("schema", "database", "data_dir", "host", "backend", "site", "scan_config", "anonymous_read",
-              *_INT_KEYS, *_FLOAT_KEYS, *_COMMAND_KEYS)
+              *_INT_KEYS, *_FLOAT_KEYS, *_COMMAND_KEYS, "calibration")
 
 
 def _command(value: Any, key: str) -> tuple[str, ...]:
@@ -180,6 +188,7 @@ def config_from_mapping(raw: Any, base_dir: Path, source: str = "serve config") 
     for key in _COMMAND_KEYS:
         if raw.get(key) is not None:
             values[key] = _command(raw[key], f"{source}: {key}")
+    values["calibration"] = calibration_from_mapping(raw.get("calibration"), base_dir, source)
     return ServeConfig(**values)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ProductList",
     "Progress",
     "RescanRequest",
+    "ScanCalibration",
     "ScanDocument",
     "ScanLinks",
     "ScanList",
@@ -96,6 +97,15 @@ class ScanLinks(_Model):
     alert: str
 
 
+class ScanCalibration(_Model):
+    """The scan's automatic calibration (the service's ``calibration:`` block): its state, once done the 50% and
+    90% 2*delta-llh levels found by resimulation, after a failure its reason."""
+
+    state: str  # queued | calibrating | merging | done | failed
+    levels: dict[str, float] | None = None
+    error: str | None = None
+
+
 class ScanDocument(_Model):
     scan_id: int
     state: str
@@ -127,6 +137,7 @@ class ScanDocument(_Model):
     area_90_deg2: float | None
     wall_seconds: float | None
     links: ScanLinks
+    calibration: ScanCalibration | None = None  # null: no automatic calibration asked for this scan
 
 
 class ScanList(_Model):

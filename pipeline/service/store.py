@@ -13,6 +13,8 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +72,27 @@ SELECT s.id, s.state, s.backend, s.attempts, s.created, s.queued, s.started, s.l
        s.updated, s.priority, s.classifiers, s.label, s.config_digest, s.submitted_by, s.aborted_by,
        s.replaced_by, s.last_error, s.progress_doc, s.wall_seconds, s.outdir,
        r.revision, r.stream, r.event_time, a.id AS alert_id, a.run_id, a.event_id,
-       m.ra_deg, m.dec_deg, m.area_90_deg2
+       m.ra_deg, m.dec_deg, m.area_90_deg2, s.calibration_state, s.calibration_levels, s.calibration_error
 FROM scans s JOIN revisions r ON r.id = s.revision_id JOIN alerts a ON a.id = r.alert_id
 LEFT JOIN summaries m ON m.scan_id = s.id
 """
 
 
-def _eta(row: sqlite3.Row, progress: list[dict[str, int]]) -> float | None:
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as plain dicts (column name -> value).
+
+    Why not :class:`sqlite3.Row`: it finds a column by name with a linear, case-insensitive search over its ~30
+    columns, so building documents from Rows cost more than the query itself (50 documents of a list: 0.54 ms
+    from Rows, 0.07 ms to turn the same tuples into dicts plus 0.22 ms to build the documents from them).
+    """
+    cur = conn.cursor()
+    cur.row_factory = None
+    cur.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _eta(row: Mapping[str, Any], progress: list[dict[str, int]]) -> float | None:
     """Seconds left while running: the elapsed time of this attempt scaled by the pixels still to scan.
 
     Approximate: later stages' pixels are not known until they are planned, and pixel times vary.
@@ -91,7 +107,7 @@ def _eta(row: sqlite3.Row, progress: list[dict[str, int]]) -> float | None:
     return max(0.0, elapsed * (total - done) / done)
 
 
-def _document(row: sqlite3.Row) -> dict[str, Any]:
+def _document(row: Mapping[str, Any]) -> dict[str, Any]:
     scan_id = int(row["id"])
     progress = json.loads(row["progress_doc"]) if row["progress_doc"] else []
     name = cat_scans.alert_name(row["run_id"], row["event_id"], row["revision"])
@@ -114,16 +130,19 @@ def _document(row: sqlite3.Row) -> dict[str, Any]:
         "links": {"self": base, "result": f"{base}/result", "products": f"{base}/products",
                   "events": f"{base}/events", "rescan": f"{base}/rescan",
                   "alert": f"{API}/alerts/run{row['run_id']}-evt{row['event_id']}"},
+        "calibration": None if row["calibration_state"] is None else {
+            "state": row["calibration_state"], "error": row["calibration_error"],
+            "levels": json.loads(row["calibration_levels"]) if row["calibration_levels"] else None},
     }
 
 
-def _row(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
+def _row(conn: sqlite3.Connection, scan_id: int) -> dict[str, Any]:
     if not 0 < scan_id < 2**63:  # SQLite's INTEGER range
         raise NotFound(f"no scan {scan_id}")
-    row = conn.execute(_DOC_SELECT + " WHERE s.id = ?", (scan_id,)).fetchone()
-    if row is None:
+    rows = _fetch(conn, _DOC_SELECT + " WHERE s.id = ?", (scan_id,))
+    if not rows:
         raise NotFound(f"no scan {scan_id}")
-    return row  # type: ignore[no-any-return]
+    return rows[0]
 
 
 def scan_document(conn: sqlite3.Connection, scan_id: int) -> dict[str, Any]:
@@ -178,7 +197,7 @@ def list_scans(conn: sqlite3.Connection, *, state: str | None = None, stream: st
         where.append("s.id < ?")
         params.append(after)
     sql = _DOC_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id DESC LIMIT ?"
-    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+    rows = _fetch(conn, sql, (*params, limit + 1))
     docs = [_document(r) for r in rows[:limit]]
     more = len(rows) > limit
     return docs, (str(docs[-1]["scan_id"]) if more and docs else None)
@@ -217,8 +236,8 @@ def alert_document(conn: sqlite3.Connection, spec: str) -> dict[str, Any]:
     revisions = []
     for r in conn.execute("SELECT id, revision, sha256, received, event_time, stream, is_latest FROM revisions"
                           " WHERE alert_id = ? ORDER BY revision", (alert_id,)).fetchall():
-        docs = [_document(row) for row in conn.execute(_DOC_SELECT + " WHERE s.revision_id = ? ORDER BY s.id",
-                                                         (r["id"],)).fetchall()]
+        docs = [_document(row) for row in _fetch(conn, _DOC_SELECT + " WHERE s.revision_id = ? ORDER BY s.id",
+                                                    (r["id"],))]
         revisions.append({"revision": int(r["revision"]), "sha256": r["sha256"], "received": r["received"],
                           "event_time": r["event_time"], "stream": r["stream"], "latest": bool(r["is_latest"]),
                           "scans": docs})
@@ -229,6 +248,15 @@ def alert_document(conn: sqlite3.Connection, spec: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 # Submissions
 # ---------------------------------------------------------------------------------------------------------------
+catalog_writes = threading.Lock()
+"""Taken around every write transaction the API makes, so that this process's writers queue here in turn.
+
+Why: a writer that finds the SQLite database locked sleeps and retries with growing pauses (SQLite's busy handler:
+1, 2, 5, ... up to 100 ms each), so 50 concurrent submissions on the thread pool fought over the lock and the
+unlucky ones waited for seconds. The scheduler thread and other processes (watcher, command line) still meet the
+API at SQLite's own lock; this only orders the API's threads among themselves.
+"""
+
 _doms_lock = threading.Lock()
 _doms: dict[str, set[tuple[int, int]]] = {}
 
@@ -273,15 +301,58 @@ class ResolvedConfig:
     digest: str
 
 
-def resolve_config(cfg: ServeConfig, partial: dict[str, Any] | None) -> ResolvedConfig:
-    """Defaults, then the service's ``scan_config``, then the posted partial configuration; validated by
-    :func:`skyscan.settings.scan.parse_config` and written once as ``configs/<sha256>.yaml``."""
-    from skyscan.settings.scan import default_mapping, merge_mappings, parse_config
+_RESOLVED_CACHE_SIZE = 128
+_config_lock = threading.Lock()
+_defaults: dict[str, Any] | None = None
+_bases: dict[tuple[Any, ...], dict[str, Any]] = {}
+_resolved: OrderedDict[tuple[tuple[Any, ...], str], tuple[str, str]] = OrderedDict()
+
+
+def _file_key(path: Path) -> tuple[Any, ...] | None:
+    """(path, SHA-256 of its bytes) of a readable file, else None (reading it again then names the problem)."""
+    try:
+        with open(path, "rb") as fh:
+            return (str(path), hashlib.sha256(fh.read()).hexdigest())
+    except OSError:
+        return None
+
+
+def _base_mapping(cfg: ServeConfig) -> tuple[tuple[Any, ...] | None, dict[str, Any]]:
+    """(cache key or None, defaults with the service's ``scan_config`` over them); never to be modified.
+
+    The shipped defaults are parsed once per process; ``scan_config`` whenever its content changes (the key is
+    its path and the SHA-256 of its bytes, read on every call: microseconds), so an operator's edit applies to the
+    next submission as before. Why cache: parsing the two YAML files took 4 of the 9.6 ms of CPU of a submission.
+    """
+    from skyscan.settings.scan import default_mapping, merge_mappings
     from skyscan.settings.yamlio import read_yaml
 
-    doc = default_mapping()
-    if cfg.scan_config is not None:
-        doc = merge_mappings(doc, read_yaml(cfg.scan_config))
+    global _defaults
+    with _config_lock:
+        if _defaults is None:
+            _defaults = default_mapping()
+        defaults = _defaults
+    if cfg.scan_config is None:
+        return ("defaults",), defaults
+    key = _file_key(cfg.scan_config)
+    with _config_lock:
+        base = _bases.get(key) if key is not None else None
+    if base is not None:
+        return key, base
+    base = merge_mappings(defaults, read_yaml(cfg.scan_config))  # read_yaml names any problem with the file
+    if key is None or _file_key(cfg.scan_config) != key:  # changed while being read: use it, keep nothing
+        return None, base
+    with _config_lock:
+        _bases.clear()  # only the file's current content is worth keeping
+        _bases[key] = base
+    return key, base
+
+
+def _resolve_text(base: dict[str, Any], partial: dict[str, Any] | None) -> str:
+    """The resolved configuration as canonical YAML: ``partial`` merged over ``base`` and validated."""
+    from skyscan.settings.scan import merge_mappings, parse_config
+
+    doc = base
     if partial:
         try:
             with untrusted.guarded("config"):
@@ -296,8 +367,40 @@ def resolve_config(cfg: ServeConfig, partial: dict[str, Any] | None) -> Resolved
         message = str(exc)
         raise FieldError(message if message.startswith("config") else f"config: {message}",
                          _field_of(message, "config")) from None
-    text = yaml.safe_dump(config.doc, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    return yaml.safe_dump(config.doc, sort_keys=True)
+
+
+def resolve_config(cfg: ServeConfig, partial: dict[str, Any] | None) -> ResolvedConfig:
+    """Defaults, then the service's ``scan_config``, then the posted partial configuration; validated by
+    :func:`skyscan.settings.scan.parse_config` and written once as ``configs/<sha256>.yaml``.
+
+    The resolution is a pure function of the base mapping and the partial configuration, so its result is kept
+    (the last 128, keyed by the base's key and the partial's canonical JSON): a repeated submission with the same
+    configuration (the usual case: none) costs a dictionary look-up instead of validating and dumping YAML again.
+    Failures are not kept; each bad configuration is checked again and gets its message.
+    """
+    base_key, base = _base_mapping(cfg)
+    key: tuple[tuple[Any, ...], str] | None = None
+    if base_key is not None:
+        try:
+            key = (base_key, json.dumps(partial, sort_keys=True) if partial else "")
+        except (TypeError, ValueError, RecursionError):
+            key = None
+    found = None
+    if key is not None:
+        with _config_lock:
+            found = _resolved.get(key)
+            if found is not None:
+                _resolved.move_to_end(key)
+    if found is None:
+        text = _resolve_text(base, partial)
+        found = (text, hashlib.sha256(text.encode()).hexdigest())
+        if key is not None:
+            with _config_lock:
+                _resolved[key] = found
+                while len(_resolved) > _RESOLVED_CACHE_SIZE:
+                    _resolved.popitem(last=False)
+    text, digest = found
     path = cfg.configs / f"{digest}.yaml"
     if not path.is_file():
         write_text(path, text)
@@ -351,13 +454,12 @@ def submit(conn: sqlite3.Connection, cfg: ServeConfig, *, event: dict[str, Any],
     if not archived.is_file():
         write_text(archived, data)
     ev = ef.event
-    return cat_scans.submit_scan(
-        conn, run_id=ev.run_id, event_id=ev.event_id, sha256=sha, archive_path=str(archived), event_time=ev.time,
-        stream=ev.stream, force=force, now=utcnow(),
-        request=ScanRequest(scan_config=str(resolved.path), config_digest=resolved.digest, scans_dir=str(cfg.scans),
-                            priority=priority, classifiers=stored_classifiers, label=label,
-                            submitted_by=submitted_by),
-    )
+    request = ScanRequest(scan_config=str(resolved.path), config_digest=resolved.digest, scans_dir=str(cfg.scans),
+                          priority=priority, classifiers=stored_classifiers, label=label, submitted_by=submitted_by)
+    with catalog_writes:
+        return cat_scans.submit_scan(
+            conn, run_id=ev.run_id, event_id=ev.event_id, sha256=sha, archive_path=str(archived),
+            event_time=ev.time, stream=ev.stream, force=force, now=utcnow(), request=request)
 
 
 def rescan(conn: sqlite3.Connection, cfg: ServeConfig, scan_id: int, *, config: dict[str, Any] | None,
@@ -375,7 +477,8 @@ def rescan(conn: sqlite3.Connection, cfg: ServeConfig, scan_id: int, *, config: 
     request = ScanRequest(scan_config=path, config_digest=digest, scans_dir=str(cfg.scans),
                           priority=int(row["priority"]) if priority is None else priority,
                           submitted_by=submitted_by)
-    return cat_scans.rescan_scan(conn, scan_id, request, replace=replace, now=utcnow())
+    with catalog_writes:
+        return cat_scans.rescan_scan(conn, scan_id, request, replace=replace, now=utcnow())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 Only one service may schedule a data directory: the thread holds an ``flock`` on ``<data_dir>/serve.lock``.
 Stopping (SIGTERM/SIGINT) ends the loop after the current pass; detached local scans keep running (their
 processes are in sessions of their own) and stay marked running, which they are: the next service adopts
-them through their launch locks. A scan the service had claimed but not launched is given back on the
-next start (:meth:`Scheduler.track_one`).
+them through their launch locks. The same holds for the automatic calibrations of done scans (serve.yaml's
+``calibration:``, :mod:`skyscan.ops.calibration`), which each pass follows after the scans. A scan the
+service had claimed but not launched is given back on the next start (:meth:`Scheduler.track_one`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from skyscan.version import __version__
 
 __all__ = [
     "ACTIVE_STATES",
+    "CALIBRATION_STATES",
     "MIGRATIONS",
     "NOTIFY_STATES",
     "SCAN_STATES",
@@ -37,10 +38,13 @@ SCAN_STATES = ("received", "queued", "running", "done", "failed", "cancelled")
 ACTIVE_STATES = ("received", "queued", "running")
 NOTIFY_STATES = ("none", "pending", "sent", "failed")
 TOKEN_ROLES = ("read", "submit", "admin")  # the scan service's roles, each including the ones before it
+# A done scan's automatic calibration (NULL: none asked for): queued -> calibrating -> merging -> done | failed.
+CALIBRATION_STATES = ("queued", "calibrating", "merging", "done", "failed")
 
 _STATE_LIST = ", ".join(f"'{s}'" for s in SCAN_STATES)
 _NOTIFY_LIST = ", ".join(f"'{s}'" for s in NOTIFY_STATES)
 _ROLE_LIST = ", ".join(f"'{s}'" for s in TOKEN_ROLES)
+_CALIBRATION_LIST = ", ".join(f"'{s}'" for s in CALIBRATION_STATES)
 
 # MIGRATIONS[i] brings a database from schema version i to i + 1 (never edit a released entry: append).
 MIGRATIONS: tuple[str, ...] = (
@@ -156,6 +160,23 @@ MIGRATIONS: tuple[str, ...] = (
         created   TEXT NOT NULL,
         revoked   TEXT
     );
+    """,
+    # 2 -> 3: automatic calibration of a done scan (the watcher's and the service's `calibration:` block): its
+    # state (NULL: not asked for), the calibration directory, attempts, the detached process group or DAGMan
+    # cluster of the current step, the time before which a retry waits, the levels found (JSON {"50", "90"}),
+    # the last failure's reason, and when it was asked for and finished. A scan's own state never depends on it.
+    f"""
+    ALTER TABLE scans ADD COLUMN calibration_state TEXT CHECK (calibration_state IN ({_CALIBRATION_LIST}));
+    ALTER TABLE scans ADD COLUMN calibration_path TEXT;
+    ALTER TABLE scans ADD COLUMN calibration_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE scans ADD COLUMN calibration_pid INTEGER;
+    ALTER TABLE scans ADD COLUMN calibration_cluster INTEGER;
+    ALTER TABLE scans ADD COLUMN calibration_not_before TEXT;
+    ALTER TABLE scans ADD COLUMN calibration_levels TEXT;
+    ALTER TABLE scans ADD COLUMN calibration_error TEXT;
+    ALTER TABLE scans ADD COLUMN calibration_requested TEXT;
+    ALTER TABLE scans ADD COLUMN calibration_finished TEXT;
+    CREATE INDEX scans_calibration ON scans(calibration_state) WHERE calibration_state IS NOT NULL;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

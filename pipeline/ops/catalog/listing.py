@@ -68,6 +68,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("cancelled_scan_id", "integer", "",
            "the newest scan of the revision when it was cancelled after this row's done scan, which is shown "
            "instead (empty otherwise)"),
+    Column("calibration_state", "string", "",
+           "automatic calibration of the scan (watch.yaml calibration:): queued, calibrating, merging, done or "
+           "failed (empty: none asked for)"),
+    Column("calibration_error", "string", "", "reason of the calibration's last failed attempt (empty otherwise)"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
@@ -79,7 +83,7 @@ SELECT a.id AS alert_id, a.run_id, a.event_id, r.revision,
        s.last_error, m.ra_deg, m.dec_deg, m.llh, m.nside, m.containment_method,
        m.ra_plus_50_deg, m.ra_minus_50_deg, m.dec_plus_50_deg, m.dec_minus_50_deg, m.area_50_deg2,
        m.ra_plus_90_deg, m.ra_minus_90_deg, m.dec_plus_90_deg, m.dec_minus_90_deg, m.area_90_deg2,
-       m.pixels_scanned, m.pixels_failed, m.software_version,
+       m.pixels_scanned, m.pixels_failed, m.software_version, s.calibration_state, s.calibration_error,
        (SELECT MAX(c.id) FROM scans c WHERE c.revision_id = r.id AND c.id > s.id AND c.state = 'cancelled')
          AS cancelled_scan_id
 FROM alerts a
@@ -180,6 +184,10 @@ def _note(row: dict[str, Any]) -> str:
         return " ".join(str(row["last_error"] or "").split())
     if row.get("cancelled_scan_id") is not None:
         return f"scan {row['cancelled_scan_id']} (a later scan) was cancelled; showing done scan {row['scan_id']}"
+    if row.get("calibration_state") == "failed":
+        return "calibration failed: " + " ".join(str(row.get("calibration_error") or "").split())
+    if row.get("calibration_state") not in (None, "done"):
+        return f"calibration {row['calibration_state']}"
     return ""
 
 

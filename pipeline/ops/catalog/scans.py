@@ -7,6 +7,7 @@ watcher and an operator command never undo each other's work.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -27,9 +28,14 @@ __all__ = [
     "Submitted",
     "add_scan",
     "alert_name",
+    "calibrations_in_state",
+    "claim_calibration",
     "claim_scan",
+    "count_calibrating",
     "count_running",
     "fail_attempt",
+    "fail_calibration",
+    "finish_calibration",
     "get_scan",
     "mark_cancelled",
     "mark_done",
@@ -46,6 +52,8 @@ __all__ = [
     "resolve_alert",
     "scans_in_state",
     "scans_of_alert",
+    "set_calibration_launched",
+    "set_calibration_step",
     "set_launched",
     "submit_scan",
 ]
@@ -192,6 +200,14 @@ class ScanRow:
     priority: int = 0
     config_digest: str | None = None
     remote_scan_id: int | None = None  # the scan at the service (the watcher's `backend: service`)
+    stream: str | None = None  # the revision's alert stream
+    calibration_state: str | None = None  # None: no calibration asked for (db.CALIBRATION_STATES)
+    calibration_path: str | None = None  # CALDIR
+    calibration_attempts: int = 0
+    calibration_pid: int | None = None  # the detached process group of the current step (local)
+    calibration_cluster: int | None = None  # the calibration graph's DAGMan cluster (condor)
+    calibration_not_before: str | None = None
+    calibration_error: str | None = None
 
     @property
     def name(self) -> str:
@@ -202,7 +218,9 @@ _SCAN_SELECT = """
     SELECT s.id, s.revision_id, r.alert_id, a.run_id, a.event_id, r.revision, r.archive_path, s.state, s.backend,
            s.outdir, s.scan_config, s.attempts, s.started, s.not_before, s.pid, s.cluster_id, s.progress,
            s.progress_at, s.last_error, s.notify_state, s.notify_attempts, s.last_started, s.priority,
-           s.config_digest, s.remote_scan_id
+           s.config_digest, s.remote_scan_id, r.stream, s.calibration_state, s.calibration_path,
+           s.calibration_attempts, s.calibration_pid, s.calibration_cluster, s.calibration_not_before,
+           s.calibration_error
     FROM scans s JOIN revisions r ON r.id = s.revision_id JOIN alerts a ON a.id = r.alert_id
 """
 
@@ -327,8 +345,12 @@ def fail_attempt(conn: sqlite3.Connection, scan_id: int, reason: str, *, max_att
 
 
 def mark_done(conn: sqlite3.Connection, scan_id: int, summary: SummaryRow, summary_path: str, *,
-              notify: bool, now: str) -> bool:
-    """running -> done with the summary stored; the wall time counts from the first attempt's start."""
+              notify: bool, now: str, calibrate: bool = False) -> bool:
+    """running -> done with the summary stored; the wall time counts from the first attempt's start.
+
+    ``calibrate`` queues the scan's automatic calibration in the same transaction: a scan becomes done once,
+    so it is asked for once, and a crash right after this commit cannot lose the request.
+    """
     with transaction(conn):
         row = conn.execute("SELECT started FROM scans WHERE id = ? AND state = 'running'", (scan_id,)).fetchone()
         if row is None:
@@ -341,14 +363,23 @@ def mark_done(conn: sqlite3.Connection, scan_id: int, summary: SummaryRow, summa
             " notify_state = ? WHERE id = ?",
             (now, wall, now, "pending" if notify else "none", scan_id),
         )
-        values = summary.columns()
-        names = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        conn.execute(
-            f"INSERT OR REPLACE INTO summaries (scan_id, summary_path, {names}) VALUES (?, ?, {marks})",
-            (scan_id, summary_path, *values.values()),
-        )
+        if calibrate:
+            conn.execute(
+                "UPDATE scans SET calibration_state = 'queued', calibration_requested = ? WHERE id = ?"
+                " AND calibration_state IS NULL", (now, scan_id),
+            )
+        _store_summary(conn, scan_id, summary, summary_path)
         return True
+
+
+def _store_summary(conn: sqlite3.Connection, scan_id: int, summary: SummaryRow, summary_path: str) -> None:
+    values = summary.columns()
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    conn.execute(
+        f"INSERT OR REPLACE INTO summaries (scan_id, summary_path, {names}) VALUES (?, ?, {marks})",
+        (scan_id, summary_path, *values.values()),
+    )
 
 
 def mark_cancelled(conn: sqlite3.Connection, scan_id: int, reason: str, now: str, by: str | None = None) -> bool:
@@ -413,6 +444,102 @@ def record_notification(conn: sqlite3.Connection, scan_id: int, error: str | Non
             (state, attempts, error, now, scan_id),
         )
         return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Automatic calibration of done scans: queued -> calibrating -> merging -> done | failed (queued again to retry)
+# ---------------------------------------------------------------------------------------------------------------
+def calibrations_in_state(conn: sqlite3.Connection, *states: str) -> list[ScanRow]:
+    """Done scans whose calibration is in any of ``states``, oldest first."""
+    marks = ", ".join("?" for _ in states)
+    rows = conn.execute(
+        # unary +: walk the (few) active calibrations by their partial index, not every done scan by state
+        _SCAN_SELECT + f" WHERE s.calibration_state IN ({marks}) AND +s.state = 'done' ORDER BY s.id", states
+    ).fetchall()
+    return [_scan_row(r) for r in rows]
+
+
+def count_calibrating(conn: sqlite3.Connection) -> int:
+    return int(conn.execute(
+        "SELECT COUNT(*) FROM scans WHERE calibration_state IN ('calibrating', 'merging')").fetchone()[0])
+
+
+def claim_calibration(conn: sqlite3.Connection, scan_id: int, caldir: str, now: str) -> bool:
+    """queued -> calibrating (an attempt counted) before anything is started, like :func:`claim_scan`."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE scans SET calibration_state = 'calibrating', calibration_attempts = calibration_attempts + 1,"
+            " calibration_path = ?, calibration_pid = NULL, calibration_cluster = NULL,"
+            " calibration_not_before = NULL, updated = ? WHERE id = ? AND state = 'done'"
+            " AND calibration_state = 'queued'",
+            (caldir, now, scan_id),
+        )
+        return cur.rowcount == 1
+
+
+def set_calibration_launched(conn: sqlite3.Connection, scan_id: int, *, pid: int | None = None,
+                             cluster: int | None = None, now: str) -> bool:
+    """The current step's process group (local) or the calibration graph's cluster (condor)."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE scans SET calibration_pid = COALESCE(?, calibration_pid),"
+            " calibration_cluster = COALESCE(?, calibration_cluster), updated = ? WHERE id = ?"
+            " AND calibration_state IN ('calibrating', 'merging')",
+            (pid, cluster, now, scan_id),
+        )
+        return cur.rowcount == 1
+
+
+def set_calibration_step(conn: sqlite3.Connection, scan_id: int, old: str, new: str, now: str) -> bool:
+    """One step to the next (calibrating -> merging): compare-and-set, the step's process not yet started."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE scans SET calibration_state = ?, calibration_pid = NULL, updated = ? WHERE id = ?"
+            " AND calibration_state = ?",
+            (new, now, scan_id, old),
+        )
+        return cur.rowcount == 1
+
+
+def fail_calibration(conn: sqlite3.Connection, scan_id: int, reason: str, *, max_attempts: int, retry_at: str,
+                     now: str) -> str | None:
+    """A calibration step failed: queued again (resumed in the same CALDIR after ``retry_at``) or, out of
+    attempts, failed with its reason. The scan itself stays done. Returns the new state, None if not active."""
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT calibration_attempts FROM scans WHERE id = ? AND calibration_state IN ('calibrating', 'merging')",
+            (scan_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        state = "failed" if int(row["calibration_attempts"]) >= max_attempts else "queued"
+        conn.execute(
+            "UPDATE scans SET calibration_state = ?, calibration_error = ?, calibration_not_before = ?,"
+            " calibration_pid = NULL, calibration_finished = ?, updated = ? WHERE id = ?",
+            (state, reason, retry_at if state == "queued" else None, now if state == "failed" else None, now,
+             scan_id),
+        )
+        return state
+
+
+def finish_calibration(conn: sqlite3.Connection, scan_id: int, summary: SummaryRow, summary_path: str,
+                       levels: dict[str, float], *, notify: bool, now: str) -> bool:
+    """merging -> done: the re-merged (calibrated) summary replaces the stored one, and the re-issue gets a
+    notification of its own when the watcher notifies (its attempts counted afresh)."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE scans SET calibration_state = 'done', calibration_levels = ?, calibration_error = NULL,"
+            " calibration_pid = NULL, calibration_finished = ?, updated = ? WHERE id = ? AND state = 'done'"
+            " AND calibration_state = 'merging'",
+            (json.dumps(levels, sort_keys=True), now, now, scan_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        if notify:
+            conn.execute("UPDATE scans SET notify_state = 'pending', notify_attempts = 0, notify_error = NULL"
+                         " WHERE id = ?", (scan_id,))
+        _store_summary(conn, scan_id, summary, summary_path)
+        return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
