@@ -13,10 +13,15 @@ Two simulated campaigns with the default systematics switched on and different s
 Each event is scanned in this process with the scan's own stages and likelihood (``reconstruct_disc`` with a
 180 degree disc is exactly a scan's pixel selection: stage 0 is the whole sky, later stages refine as
 ``skyscan.graph.refine`` does), which saves the per-node process start-up of a real campaign but fits the same
-pixels. Results go to a JSON file; every number printed is in it.
+pixels. Results go to a JSON file; every number printed is in it, with per event T, total charge and the table
+levels used. The table is written beside it (``OUTPUT.table.json``) and looked up per test event through the
+products' own ``containment: {table: FILE}`` code. ``--jobs N`` spreads the events and pseudo-events over N
+processes; every event and pseudo-event has its own random stream, so the numbers do not depend on N.
+``--cache DIR`` keeps every scanned event and pseudo-event, so a re-run with more events computes only the new
+ones (the recorded CPU seconds are then the original ones).
 
     python benchmarks/calibration.py --quick            # minutes: small campaigns, a coarse plan
-    python benchmarks/calibration.py --jobs 2           # the full one: 100 + 150 events, the built-in stages
+    python benchmarks/calibration.py --jobs 2           # the full one: 100 + 300 events, the built-in stages
 """
 
 from __future__ import annotations
@@ -257,10 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small campaigns and a coarse plan (minutes)")
     parser.add_argument("--n-test", type=int, help="test campaign events (default 100; quick 30)")
-    parser.add_argument("--n-cal", type=int, help="calibration campaign events (default 150; quick 40)")
+    parser.add_argument("--n-cal", type=int, help="calibration campaign events (default 300; quick 40)")
     parser.add_argument("--resim-events", type=int, help="test events resimulated one by one (default 10; quick 3)")
     parser.add_argument("--resim-n", type=int, help="pseudo-events per resimulation (default 30; quick 10)")
-    parser.add_argument("--min-per-bin", type=int, help="table: fewest events per bin (default 30; quick 20)")
+    parser.add_argument("--min-per-bin", type=int, help="table: fewest events per bin (default 60; quick 20)")
     parser.add_argument("--config", help="scan configuration YAML (default: the built-in stages without resolving "
                         "stages; quick: a coarse plan)")
     parser.add_argument("--test-seed", type=int, default=101)
@@ -273,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     q = args.quick
     n_test = args.n_test or (30 if q else 100)
-    n_cal = args.n_cal or (40 if q else 150)
+    n_cal = args.n_cal or (40 if q else 300)
     resim_events = args.resim_events if args.resim_events is not None else (3 if q else 10)
     resim_n = args.resim_n or (10 if q else 30)
-    min_per_bin = args.min_per_bin or (20 if q else 30)
+    min_per_bin = args.min_per_bin or (20 if q else 60)
     config = load_config(args.config, None if args.config else QUICK_PLAN if q else FULL_PLAN)
     template = _template(config)
     iers_cache.install()

@@ -8,7 +8,7 @@ The level at coverage p is the order statistic T_(k) with k = ceil(p * (N + 1)) 
 Why N + 1 and not N: the levels are used on a *new* event (the alert being contoured, or the next event of a
 table's bin), and for a new draw exchangeable with the N calibration truths P(T_new <= T_(k)) = k / (N + 1)
 exactly (continuous T), so this k is the smallest rank whose expected coverage of a new event is at least p.
-The plain empirical quantile (k = ceil(p * N)) falls short by up to (1 - p) / (N + 1) + 1 / (N + 1): with 30
+The plain empirical quantile (k = ceil(p * N)) covers a new event k / (N + 1) >= p - p / (N + 1): with 30
 truths its 90% level covers a new event 87% of the time, not 90%. When N is too small for that rank
 (k > N: fewer than p / (1 - p) truths, e.g. 9 for 90%) the level is the largest truth, T_(N), which still holds
 every calibration truth but whose expected coverage N / (N + 1) is below p; the reported coverage k / N and its

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,6 @@ def cli() -> None:
 @cli.group(cls=ErrorHandlingGroup)
 def node() -> None:
     """Commands that the nodes of a scan graph run (normally called by DAGMan or `skyscan run`)."""
-    signal.signal(signal.SIGTERM, _terminated)
 
 
 class NodeTerminated(BaseException):
@@ -151,6 +151,13 @@ _lazy(
 
 
 def main() -> None:
+    """The console script (and a warm fork of it): a ``node`` command gets the SIGTERM handler of its own process.
+
+    The handler is installed here, not in the ``node`` group, so that calling the commands in-process (tests,
+    click's runner) never changes the caller's signal handling.
+    """
+    if sys.argv[1:2] == ["node"]:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         cli(prog_name="skyscan")
     except NodeTerminated:
