@@ -169,3 +169,26 @@ def test_settings_and_factory_validate() -> None:
     with pytest.raises(InputError, match="unknown"):
         make_reconstruction("no-such-reco", event, ic86(), RecoSettings())
     assert isinstance(FitTable.empty(3).llh, np.ndarray)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 400, 2600])
+def test_isolated_hit_mask_agrees_with_a_kd_tree(n: int) -> None:
+    """The numpy neighbour search of the line fit's noise cleaning finds exactly the pairs a k-d tree finds."""
+    from scipy.spatial import cKDTree
+
+    from skyscan.reco.linefit import isolated_hit_mask
+
+    rng = np.random.default_rng(n)
+    pos = rng.uniform(-500.0, 500.0, (n, 3))
+    time = rng.uniform(0.0, 2e4, n)
+    time[: n // 10] = time[0] if n else time[: n // 10]  # ties in time
+    expected = np.ones(n, dtype=bool)
+    if n >= 2:
+        pairs = cKDTree(pos).query_pairs(150.0, output_type="ndarray")
+        close = np.abs(time[pairs[:, 0]] - time[pairs[:, 1]]) <= 1000.0
+        expected[pairs[close, 0]] = False
+        expected[pairs[close, 1]] = False
+    got = isolated_hit_mask(pos, time)
+    assert got.dtype == bool and got.shape == (n,)
+    assert np.array_equal(got, expected)
+    assert n < 400 or 0 < got.sum() < n  # the cases are not trivial

@@ -73,7 +73,7 @@ MAX_SERVERS = 4
 PRELOAD = (
     "skyscan.cli",
     "skyscan.nodes.prepare",
-    "skyscan.iers_cache",  # prepare: astropy's IERS tables, scipy.spatial
+    "skyscan.iers_cache",  # prepare: astropy's IERS tables
     "skyscan.reco.linefit",
     "skyscan.nodes.scan",
     "skyscan.reco.fit",
