@@ -143,9 +143,12 @@ def check_strings(value: Any, where: str) -> Any:
                 for key, v in item.items():
                     stack.append((key, depth + 1))
                     stack.append((v, depth + 1))
-            else:
+            elif not _SCALAR_TYPES.issuperset(map(type, item)):  # a column of numbers (most of an event) is skipped
                 stack.extend((v, depth + 1) for v in item)
     return value
+
+
+_SCALAR_TYPES = frozenset((int, float, bool, type(None)))  # what JSON decodes that holds no string and no nesting
 
 
 def _check_str(text: str, where: str) -> None:

@@ -207,3 +207,16 @@ def test_config_key_with_a_newline_is_quoted_on_one_line(tmp_path: Path) -> None
 def test_input_error_escapes_control_characters_whatever_builds_the_message() -> None:
     assert str(InputError("bad\r\nline\tx")) == "bad\\r\\nline\\tx"
     assert str(InputError("RA 258.31°, 0.02 deg²")) == "RA 258.31°, 0.02 deg²"
+
+
+def test_check_strings_skips_number_columns_but_not_what_they_hide() -> None:
+    assert untrusted.check_strings({"t": [1.0, 2, True, None] * 100}, "ev") == {"t": [1.0, 2, True, None] * 100}
+    with pytest.raises(InputError, match="unpaired surrogate"):
+        untrusted.check_strings({"t": [1.0, 2, ["\ud800"]]}, "ev")
+    with pytest.raises(InputError, match="unpaired surrogate"):
+        untrusted.check_strings([0.5, "\udfff", 3], "ev")
+    deep: list[object] = [1.0]
+    for _ in range(untrusted.MAX_NESTING + 1):
+        deep = [2.0, deep]
+    with pytest.raises(InputError, match="nested more than"):
+        untrusted.check_strings(deep, "ev")
