@@ -272,3 +272,16 @@ def test_preloaded_pandel_table_is_the_one_scan_nodes_use() -> None:
     table = ph.convolved_pandel(float(RecoSettings().jitter_ns))
     assert "cells" in vars(table)  # the kernel's cell layout is built too (a cached property)
     assert ph.convolved_pandel.cache_info().hits == 1
+
+
+def test_scan_nodes_do_not_wait_for_healpy() -> None:
+    """Stage 0's jobs are forked once the server reaches the Pandel table; healpy (0.3 s) is loaded after it."""
+    import subprocess
+    import sys
+
+    from skyscan.local.forkserver import PRELOAD, PRELOAD_BEFORE
+
+    assert PRELOAD.index("healpy") > PRELOAD.index(PRELOAD_BEFORE["scan"])
+    code = ("import sys, skyscan.cli.reco, skyscan.nodes.scan, skyscan.reco.fit, skyscan.reco.kernel; "
+            "sys.exit(3 if 'healpy' in sys.modules else 0)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -77,10 +77,10 @@ PRELOAD = (
     "skyscan.reco.linefit",
     "skyscan.nodes.scan",
     "skyscan.reco.fit",
-    "healpy",
     "h5py",
     "skyscan.reco.kernel:warm",  # loads the compiled kernel (compiles and caches it the first time ever)
     "skyscan.reco.llh:preload_tables",  # the default Pandel table: every scan node would build it (~0.3 s)
+    "healpy",  # after what scan nodes need (they never import it; stage 0's jobs wait for the entries above)
     "skyscan.nodes.plan",
     "htcondor2",  # plan writes the stage's DAG with the HTCondor bindings
     "skyscan.nodes.final",
