@@ -367,7 +367,7 @@ class Calibrator:
             if cal is None:
                 raise InputError("calibration.json is gone")
             summary = self.calibrated_summary(scan, cal)
-            row = summaries.read_summary_row(ScanLayout.at(scan.outdir).summary)
+            row = summaries.parse_summary(summary, str(ScanLayout.at(scan.outdir).summary))
         except InputError as exc:
             self.failed(scan, f"the re-merge did not give calibrated products: {one_line(str(exc))}", report)
             return

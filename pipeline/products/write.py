@@ -12,7 +12,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -192,6 +192,29 @@ def _failure_report(exc: BaseException) -> bytes:
     return f"{kind}\n{exc}".encode("utf-8", "replace")[:60000]
 
 
+def _fork_reporting(work: Callable[[int], int], close_in_child: Sequence[int] = ()) -> tuple[int, int]:
+    """Fork a child that runs ``work(report_fd)`` and exits with its code (never returning into the caller);
+    whatever it raises is written to the report pipe as :func:`_failure_report` and it exits 1. Returns the
+    child's pid and the read end of its report pipe."""
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(report_r)
+            for fd in close_in_child:
+                os.close(fd)
+            code = work(report_w)
+        except BaseException as exc:  # everything is reported to the parent
+            with contextlib.suppress(OSError):
+                os.write(report_w, _failure_report(exc))
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(report_w)
+    return pid, report_r
+
+
 def _read_all(fd: int) -> bytes:
     chunks = []
     while True:
@@ -243,22 +266,8 @@ class PlotWorker:
         return worker
 
     def _fork(self) -> None:
-        report_r, report_w = os.pipe()
         data_r, data_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the drawing process: never returns into the caller
-            code = 0
-            try:
-                os.close(report_r)
-                os.close(data_w)
-                code = self._child(data_r, report_w)
-            except BaseException as exc:  # everything is reported to the parent
-                with contextlib.suppress(OSError):
-                    os.write(report_w, _failure_report(exc))
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(report_w)
+        pid, report_r = _fork_reporting(lambda report_w: self._child(data_r, report_w), close_in_child=(data_w,))
         os.close(data_r)
         self.pid, self.report, self.data = pid, report_r, data_w
 
@@ -350,23 +359,13 @@ class _Zoom:
 
     @classmethod
     def start(cls, path: Path, m: MultiOrderMap, meta: SkymapMeta, samples: Any) -> _Zoom:
-        report_r, report_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                os.close(report_r)
-                from skyscan.products import plot as plot
+        def draw(report_w: int) -> int:
+            from skyscan.products import plot as plot
 
-                plot.plot_zoom(path, m, meta, rows=samples.zoom_rows, win=samples.zoom_window)
-            except BaseException as exc:
-                with contextlib.suppress(OSError):
-                    os.write(report_w, _failure_report(exc))
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(report_w)
-        return cls(pid, report_r)
+            plot.plot_zoom(path, m, meta, rows=samples.zoom_rows, win=samples.zoom_window)
+            return 0
+
+        return cls(*_fork_reporting(draw))
 
     def wait(self) -> bytes:
         """b"" if the zoom was drawn, else its failure report."""

@@ -303,7 +303,6 @@ class ResolvedConfig:
 
 _RESOLVED_CACHE_SIZE = 128
 _config_lock = threading.Lock()
-_defaults: dict[str, Any] | None = None
 _bases: dict[tuple[Any, ...], dict[str, Any]] = {}
 _resolved: OrderedDict[tuple[tuple[Any, ...], str], tuple[str, str]] = OrderedDict()
 
@@ -320,18 +319,14 @@ def _file_key(path: Path) -> tuple[Any, ...] | None:
 def _base_mapping(cfg: ServeConfig) -> tuple[tuple[Any, ...] | None, dict[str, Any]]:
     """(cache key or None, defaults with the service's ``scan_config`` over them); never to be modified.
 
-    The shipped defaults are parsed once per process; ``scan_config`` whenever its content changes (the key is
+    The shipped defaults are parsed once per process (``default_mapping``); ``scan_config`` whenever its content changes (the key is
     its path and the SHA-256 of its bytes, read on every call: microseconds), so an operator's edit applies to the
     next submission as before. Why cache: parsing the two YAML files took 4 of the 9.6 ms of CPU of a submission.
     """
     from skyscan.settings.scan import default_mapping, merge_mappings
     from skyscan.settings.yamlio import read_yaml
 
-    global _defaults
-    with _config_lock:
-        if _defaults is None:
-            _defaults = default_mapping()
-        defaults = _defaults
+    defaults = default_mapping()  # parsed once per process by the settings layer; this is a fresh copy
     if cfg.scan_config is None:
         return ("defaults",), defaults
     key = _file_key(cfg.scan_config)
