@@ -8,6 +8,13 @@ cores. Prints pixels per wall second and per CPU second (the second is the faire
 shared machine), the median likelihood evaluations per pixel, and how the compiled likelihood
 kernel was obtained (compiled, or loaded from its on-disk cache) and in how many seconds.
 Targets: >= 600 pixels/s on 1 core, >= 1,000 pixels/s on 2 cores, <= 300 MB per worker.
+
+Both throughputs are measured the same way: the process's one-off first-use costs (loading the
+compiled kernel, astropy's first coordinate transform with its Earth-orientation table) are paid
+once before the clock starts and printed separately; the 2-core workers inherit them by fork. Each
+job still builds its geometry, event and likelihood as a scan node does. A scan node's fixed cost,
+those first-use costs included, is measured by benchmarks/scan.py (target <= 0.5 s). The 1-core
+figure with the first-use costs inside the timed wall is printed too.
 """
 
 from __future__ import annotations
@@ -45,13 +52,21 @@ def _pixels(n_fine: int) -> list[tuple[int, np.ndarray]]:
 KERNEL = "compiled"  # --kernel numpy: the default of a scan today (reco.compiled_kernel: false)
 
 
+def _first_use() -> tuple[str, float, float]:
+    """Pay this process's one-off costs: (kernel state, kernel seconds, first coordinate transform seconds)."""
+    how, kernel_s = kernel.warm() if KERNEL == "compiled" else ("not used", 0.0)
+    t0 = time.perf_counter()
+    coords.pixel_directions(8, np.arange(4), BENCHMARK_TIME)
+    return how, kernel_s, time.perf_counter() - t0
+
+
 def _scan(job: tuple[int, np.ndarray]) -> tuple[np.ndarray, float, str, float]:
     """Fit one job's pixels; (evaluations per pixel, CPU seconds, kernel state, kernel seconds)."""
     nside, ipix = job
     compiled = KERNEL == "compiled"
+    cpu = time.process_time()
     geo = ic86()
     event, _ = simulate_track(benchmark_spec(), geo, np.random.default_rng(BENCHMARK_SEED), event_time=BENCHMARK_TIME)
-    cpu = time.process_time()
     how, kernel_s = kernel.warm() if compiled else ("not used", 0.0)
     zen, azi = coords.pixel_directions(nside, ipix, event.time)
     table = PandelTrackFit(event, geo, RecoSettings(compiled_kernel=compiled)).fit_directions(zen, azi)
@@ -66,6 +81,7 @@ def main() -> None:
                         help="likelihood evaluation: the compiled kernel (reco.compiled_kernel: true) or numpy")
     args = parser.parse_args()
     KERNEL = args.kernel  # forked worker processes inherit it
+    how, kernel_s, coords_s = _first_use()
     jobs = _pixels(args.pixels)
     total = sum(len(p) for _, p in jobs)
     geo = ic86()
@@ -75,12 +91,14 @@ def main() -> None:
         f"benchmark event: {len(event.pulses)} pulses on {n_doms} DOMs; {total} pixels (768 at nside 8, {args.pixels} at nside 64)"
     )
 
+    print(f"first use in this process (not timed below): kernel {how} in {kernel_s:.2f} s, "
+          f"first coordinate transform {coords_s:.2f} s")
     t0 = time.perf_counter()
     results = [_scan(job) for job in jobs]
     one = time.perf_counter() - t0
     cpu_one = sum(r[1] for r in results)
-    print(f"kernel: {results[0][2]} in {results[0][3]:.2f} s (first job of the single process)")
-    print(f"1 core:   {total / one:7.1f} pixels/s  ({one:.1f} s wall; {total / cpu_one:.1f} pixels per CPU second)")
+    print(f"1 core:   {total / one:7.1f} pixels/s  ({one:.2f} s wall; {total / cpu_one:.1f} pixels per CPU second); "
+          f"with the first-use costs in the wall: {total / (one + kernel_s + coords_s):.1f} pixels/s")
     evals = np.concatenate([r[0] for r in results])
     print(
         f"likelihood evaluations per pixel: median {np.median(evals):.0f} "
@@ -100,7 +118,7 @@ def main() -> None:
     )
     # forked workers inherit the kernel the main process already loaded: no load cost of their own
     print(
-        f"kernel in the workers: {', '.join(f'{r[2]} {r[3]:.2f} s' for r in many_results[:cores])} (inherited by fork)"
+        f"kernel in the jobs: {', '.join(f'{r[2]} {r[3]:.2f} s' for r in many_results[:cores])} (loaded before, inherited by fork)"
     )
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

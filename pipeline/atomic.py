@@ -95,5 +95,10 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_text(doc: Any, indent: int | None = 1) -> str:
+    """The text :func:`write_json` writes: strict JSON (no NaN), ``indent`` spaces, a final newline."""
+    return json.dumps(doc, indent=indent, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike[str], doc: Any, indent: int | None = 1) -> None:
-    write_text(path, json.dumps(doc, indent=indent, allow_nan=False) + "\n")
+    write_text(path, json_text(doc, indent))

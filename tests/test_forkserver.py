@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from skyscan.local import scheduler
+from skyscan.local import forkserver, scheduler
 from skyscan.local.executor import run_dag
 from skyscan.local.forkserver import ENV_SWITCH, ForkServers, fork_server_enabled, node_command
 from skyscan.local.processes import StopControl, Stopped
@@ -285,3 +285,69 @@ def test_scan_nodes_do_not_wait_for_healpy() -> None:
     code = ("import sys, skyscan.cli.reco, skyscan.nodes.scan, skyscan.reco.fit, skyscan.reco.kernel; "
             "sys.exit(3 if 'healpy' in sys.modules else 0)")  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_a_prestarted_server_is_adopted_by_the_run_whose_jobs_have_its_environment(tmp_path: Path) -> None:
+    env = env_for_wrapper(SKYSCAN_PYTHON=sys.executable)
+    assert forkserver.prestart(env)
+    assert forkserver.prestart(env)  # once per environment
+    (prestarted,) = forkserver._prestarted.values()
+    servers = ForkServers()
+    try:
+        with open(tmp_path / "out", "wb") as out:
+            rc = servers.run([sys.executable, "-m", "skyscan.cli", "node", "--help"], tmp_path, control(),
+                             subprocess.DEVNULL, out, out, env)
+        assert rc == 0 and servers.forked == 1
+        assert list(servers._servers.values()) == [prestarted]  # adopted, no second server
+        assert not forkserver._prestarted
+    finally:
+        servers.close()
+    assert prestarted.proc.poll() is not None  # the run's close stops it
+
+
+def test_a_prestarted_server_for_another_environment_is_closed_unused(tmp_path: Path) -> None:
+    wrong = env_for_wrapper(SKYSCAN_PYTHON=sys.executable, SKYSCAN_GUESS="wrong")
+    assert forkserver.prestart(wrong)
+    (prestarted,) = forkserver._prestarted.values()
+    servers = ForkServers()
+    try:
+        rc = servers.run([sys.executable, "-m", "skyscan.cli", "node", "--help"], tmp_path, control(),
+                         subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL,
+                         env_for_wrapper(SKYSCAN_PYTHON=sys.executable))
+        assert rc == 0
+        assert prestarted not in servers._servers.values()
+        assert prestarted.proc.poll() is not None  # not left warming up on a core the run needs
+    finally:
+        servers.close()
+
+
+def test_close_prestarted_and_the_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert forkserver.prestart(env_for_wrapper())
+    (prestarted,) = forkserver._prestarted.values()
+    forkserver.close_prestarted()
+    assert not forkserver._prestarted and prestarted.proc.poll() is not None
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    assert not forkserver.prestart(env_for_wrapper())
+    assert not forkserver._prestarted
+
+
+def test_skyscan_run_leaves_no_prestarted_server_behind_when_the_set_up_fails(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from skyscan.cli import cli
+
+    started: list[forkserver.ForkServer] = []
+    real = forkserver.ForkServer
+
+    def counting(env: dict[str, str]) -> forkserver.ForkServer:
+        server = real(env)
+        started.append(server)
+        return server
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(forkserver, "ForkServer", counting)
+        mp.delenv(ENV_SWITCH, raising=False)
+        result = CliRunner().invoke(cli, ["run", str(tmp_path / "missing.json"), "-o", str(tmp_path / "scan")])
+    assert result.exit_code == 2, result.output
+    assert len(started) == 1  # started before the set-up ...
+    assert not forkserver._prestarted and started[0].proc.poll() is not None  # ... and stopped when it failed

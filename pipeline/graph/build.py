@@ -147,13 +147,21 @@ def stage_workflow(config: ScanConfig, stage: int, sizes: list[int]) -> Workflow
     return wf
 
 
-def write_declared_outputs(wf: Workflow, dag_path: str | os.PathLike[str]) -> Path:
+def write_declared_outputs(
+    wf: Workflow,
+    dag_path: str | os.PathLike[str],
+    *,
+    dag_text: str | None = None,
+    write: Callable[[Path, str], None] = write_text,
+) -> Path:
     """Write ``<name>.outputs.json``: the outputs ``wf``'s nodes declare, for the DAG file ``dag_path`` (written
     already from ``wf``: the declaration records its digest). ``write_scan`` calls it for the top-level DAG, the
-    plan step for each stage's sub-DAG."""
+    plan step for each stage's sub-DAG. ``dag_text``: the DAG file's text, when the caller has it (saves reading
+    it back); ``write``: as in :func:`install_wrapper`."""
     from skyscan.local.verify import write_outputs
 
-    return write_outputs(dag_path, wf.declared_outputs())
+    dag_bytes = None if dag_text is None else dag_text.encode("utf-8")
+    return write_outputs(dag_path, wf.declared_outputs(), dag_bytes=dag_bytes, write=write)
 
 
 def dag_header(title: str) -> str:
@@ -426,7 +434,7 @@ def _populate(folder: Path, event_file: Path, files: ScanFiles, write_event: boo
     for kind, text in files.submit_texts.items():
         write(layout.submit_file(kind), text)
     write(layout.top_dag, files.dag)
-    write_declared_outputs(files.workflow, layout.top_dag)
+    write_declared_outputs(files.workflow, layout.top_dag, dag_text=files.dag, write=write)
     if write_event:
         write(layout.event, event_file.read_text(encoding="utf-8"))
 

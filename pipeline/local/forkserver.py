@@ -59,8 +59,10 @@ __all__ = [
     "ForkServerLost",
     "ForkServers",
     "NodeCommand",
+    "close_prestarted",
     "fork_server_enabled",
     "node_command",
+    "prestart",
 ]
 
 #: Environment variable that turns warm node processes off (``0``, ``false``, ``no``, ``off``).
@@ -347,18 +349,72 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+EnvKey = tuple[tuple[str, str], ...]
+
+
+def _env_key(env: Mapping[str, str]) -> EnvKey:
+    return tuple(sorted(env.items()))
+
+
+#: Servers started ahead of the run that will use them (:func:`prestart`), until a run adopts them.
+_prestarted: dict[EnvKey, ForkServer] = {}
+_prestarted_lock = threading.Lock()
+
+
+def prestart(env: Mapping[str, str]) -> bool:
+    """Start the warm server for job environment ``env`` now, before the run that will use it is set up.
+
+    ``skyscan run`` calls this first thing, so the server's warm-up (most of a second of imports before the first
+    scan job can be forked) overlaps writing the scan directory and the executor's own start instead of following
+    them. The first run whose node jobs have exactly this environment adopts the server (``ForkServers``); a run
+    whose jobs have another environment closes it unused, as does :func:`close_prestarted`. Nothing starts where
+    warm node processes are off (``SKYSCAN_FORK_SERVER``, no ``fork``). True if a server is (already) running.
+    """
+    if not fork_server_enabled():
+        return False
+    key = _env_key(env)
+    with _prestarted_lock:
+        if key in _prestarted:
+            return True
+        try:
+            _prestarted[key] = ForkServer(env)
+        except OSError:
+            return False
+    return True
+
+
+def _adopt_prestarted(key: EnvKey) -> ForkServer | None:
+    """The prestarted server for ``key`` (taken out of the pool); servers for other environments are closed."""
+    with _prestarted_lock:
+        server = _prestarted.pop(key, None)
+        others = list(_prestarted.values())
+        _prestarted.clear()
+    for other in others:  # a wrong guess: it must not keep warming up on a core the run needs
+        other.close()
+    return server
+
+
+def close_prestarted() -> None:
+    """Stop every prestarted server no run adopted (e.g. the scan failed before its first job)."""
+    with _prestarted_lock:
+        servers = list(_prestarted.values())
+        _prestarted.clear()
+    for server in servers:
+        server.close()
+
+
 class ForkServers:
-    """The warm servers of one executor run, one per job environment, started on first use."""
+    """The warm servers of one executor run, one per job environment, started on first use (or adopted)."""
 
     def __init__(self, max_servers: int = MAX_SERVERS) -> None:
         self.max_servers = max_servers
-        self._servers: dict[tuple[tuple[str, str], ...], ForkServer] = {}
+        self._servers: dict[EnvKey, ForkServer] = {}
         self._lock = threading.Lock()
         self._closed = False
         self.forked = 0  # jobs run in a fork, for tests and benchmarks
 
     def _server(self, env: Mapping[str, str]) -> ForkServer | None:
-        key = tuple(sorted(env.items()))
+        key = _env_key(env)
         with self._lock:
             if self._closed:
                 return None
@@ -366,10 +422,12 @@ class ForkServers:
             if server is None:
                 if len(self._servers) >= self.max_servers:
                     return None
-                try:
-                    server = ForkServer(env)
-                except OSError:
-                    return None
+                server = _adopt_prestarted(key)
+                if server is None:
+                    try:
+                        server = ForkServer(env)
+                    except OSError:
+                        return None
                 self._servers[key] = server
             return None if server.broken else server
 

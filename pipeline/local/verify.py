@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyscan.atomic import write_json
+from skyscan.atomic import json_text, write_text
 from skyscan.dagman.parse import Dag, dag_digest, parse_dag
 from skyscan.errors import InputError, SkyscanError
 from skyscan.workflow import Output
@@ -71,8 +71,18 @@ def _valid_check(check: str) -> bool:
     return bool(sep) and module.startswith("skyscan.") and func.isidentifier()
 
 
-def write_outputs(dag_path: str | os.PathLike[str], outputs: Mapping[str, Sequence[Output]]) -> Path:
-    """Write the declaration of ``dag_path`` (already written: its digest is recorded) atomically."""
+def write_outputs(
+    dag_path: str | os.PathLike[str],
+    outputs: Mapping[str, Sequence[Output]],
+    *,
+    dag_bytes: bytes | None = None,
+    write: Callable[[Path, str], None] = write_text,
+) -> Path:
+    """Write the declaration of ``dag_path`` (already written: its digest is recorded), atomically by default.
+
+    ``dag_bytes``: the DAG file's content when the caller has it (else the file is read); ``write``: how the
+    text is written (a folder nobody sees yet needs no temporary names, see ``skyscan.graph.build``).
+    """
     dag = Path(dag_path)
     nodes: dict[str, list[dict[str, str]]] = {}
     for name, outs in outputs.items():
@@ -82,9 +92,10 @@ def write_outputs(dag_path: str | os.PathLike[str], outputs: Mapping[str, Sequen
             if Path(out.path).is_absolute() or ".." in Path(out.path).parts:
                 raise InputError(f"node {name}: output {out.path!r} must lie inside the DAG's folder")
         nodes[name] = [{"path": o.path, "check": o.check} for o in outs]
-    doc = {"schema": OUTPUTS_SCHEMA, "dag": dag.name, "dag_digest": dag_digest(dag.read_bytes()), "nodes": nodes}
+    content = dag.read_bytes() if dag_bytes is None else dag_bytes
+    doc = {"schema": OUTPUTS_SCHEMA, "dag": dag.name, "dag_digest": dag_digest(content), "nodes": nodes}
     target = outputs_path(dag)
-    write_json(target, doc)
+    write(target, json_text(doc))
     return target
 
 
