@@ -19,11 +19,10 @@ from skyscan.atomic import atomic_path
 
 
 def cache_dir() -> Path:
-    explicit = os.environ.get("SKYSCAN_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "skyscan"
+    """The per-user cache folder, shared with the physics' cached tables (one rule, in skyscan.reco.diskcache)."""
+    from skyscan.reco.diskcache import cache_dir as folder
+
+    return folder()
 
 
 def _cache_file() -> Path:

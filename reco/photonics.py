@@ -11,7 +11,8 @@ distance follows Ahrens et al.: d_eff = a0(eta) + 0.84 d, a0 = 3.1 - 3.9 cos(eta
 eta being the angle between the PMT axis (down) and the reversed photon direction.
 
 The Gaussian convolution for PMT jitter and negative residuals (van Eijndhoven, Fadiran,
-Japaridze 2007, arXiv:0704.1706) is evaluated from a table built once per process and jitter:
+Japaridze 2007, arXiv:0704.1706) is evaluated from a table built once per jitter and kept in the
+per-user cache (:mod:`skyscan.reco.diskcache`), so later processes read it instead of building it:
 the Pandel mass in 0.1 ns bins of the delay, convolved with the Gaussian, on a grid of residuals
 (0.5 ns steps up to 64 ns; 8 ns steps beyond, where the table holds the Pandel with its
 second-order small-jitter correction), interpolated bilinearly in (residual, xi). The same is done for the
@@ -23,10 +24,13 @@ from __future__ import annotations
 
 import math
 from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
+
+from skyscan.reco import diskcache
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -71,8 +75,16 @@ def effective_distance(distance_m: npt.ArrayLike, cos_eta: npt.ArrayLike) -> Flo
     return np.asarray(a0_deff(cos_eta) + A1_DEFF * np.asarray(distance_m, dtype=np.float64), dtype=np.float64)
 
 
+def _special() -> Any:
+    """scipy.special, imported on first use: a scan node that reads its table from the cache never needs it."""
+    from scipy import special
+
+    return special
+
+
 def pandel_logpdf(t: npt.ArrayLike, xi: npt.ArrayLike, rho: float = RHO_PER_NS) -> FloatArray:
     """ln of the (unconvolved) Pandel PDF; -inf for t <= 0."""
+    special = _special()
     tt = np.asarray(t, dtype=np.float64)
     x = np.asarray(xi, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -83,7 +95,7 @@ def pandel_logpdf(t: npt.ArrayLike, xi: npt.ArrayLike, rho: float = RHO_PER_NS) 
 def pandel_logsf(t: npt.ArrayLike, xi: npt.ArrayLike, rho: float = RHO_PER_NS) -> FloatArray:
     """ln of the Pandel survival function 1 - CDF (0 for t <= 0)."""
     tt = np.maximum(np.asarray(t, dtype=np.float64), 0.0)
-    sf = special.gammaincc(np.asarray(xi, dtype=np.float64), rho * tt)
+    sf = _special().gammaincc(np.asarray(xi, dtype=np.float64), rho * tt)
     return np.asarray(np.log(np.maximum(sf, 1e-300)), dtype=np.float64)
 
 
@@ -92,6 +104,7 @@ def convolved_pdf_exact(t: float, xi: float, sigma: float, rho: float = RHO_PER_
 
     Integrates over the Pandel CDF u = P(s) (s = P^-1(u)), which removes the t^(xi-1) singularity.
     """
+    special = _special()
 
     def integrand(q: float) -> float:
         s = float(special.gammaincinv(xi, q)) / rho
@@ -136,6 +149,22 @@ class ConvolvedPandel:
         self.ln_xi_step = (math.log(XI_MAX) - self.ln_xi_min) / (XI_COUNT - 1)
         xi = np.exp(self.ln_xi_min + self.ln_xi_step * np.arange(XI_COUNT))
         self.xi_grid = xi
+        self.n_cols = self.t_grid.size
+        name = _table_file(self.sigma, rho)
+        cached = diskcache.load_array(name, (2, xi.size * self.n_cols))
+        if cached is None:
+            logpdf, logsf = self._build(t_fine, t_coarse, xi, rho)
+            cached = np.stack([np.ascontiguousarray(logpdf).ravel(), np.ascontiguousarray(logsf).ravel()])
+            diskcache.save_array(name, cached)
+        self.logpdf_flat = np.ascontiguousarray(cached[0])
+        self.logsf_flat = np.ascontiguousarray(cached[1])
+
+    def _build(
+        self, t_fine: FloatArray, t_coarse: FloatArray, xi: FloatArray, rho: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """The ln pdf and ln sf tables (rows xi, columns the fine then the coarse residuals), computed."""
+        special = _special()
+        n_fine = self.n_fine
         logpdf = np.empty((xi.size, self.t_grid.size))
         logsf = np.empty_like(logpdf)
         # Coarse part: the Pandel with the small-jitter (second-order) convolution correction,
@@ -163,9 +192,7 @@ class ConvolvedPandel:
         sf_fine = mass @ special.ndtr(-z).T + beyond[:, None]
         logpdf[:, :n_fine] = np.log(np.maximum(pdf_fine, 1e-300))
         logsf[:, :n_fine] = np.log(np.clip(sf_fine, 1e-300, 1.0))
-        self.n_cols = self.t_grid.size
-        self.logpdf_flat = np.ascontiguousarray(logpdf).ravel()
-        self.logsf_flat = np.ascontiguousarray(logsf).ravel()
+        return logpdf, logsf
 
     def _cells(
         self, t: npt.ArrayLike, xi: npt.ArrayLike
@@ -277,7 +304,21 @@ class ConvolvedPandel:
         )
 
 
+def _table_file(sigma_ns: float, rho: float) -> str:
+    """The cache file of the table for this jitter and rho: named by everything its numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        scipy_version = version("scipy")
+    except PackageNotFoundError:
+        scipy_version = "unknown"
+    source = Path(__file__).read_bytes()  # the grids and formulas are this module's
+    key = diskcache.digest(source, repr(float(sigma_ns)), repr(float(rho)), np.__version__, scipy_version)
+    return f"pandel-table-{key}.npy"
+
+
 @lru_cache(maxsize=4)
 def convolved_pandel(sigma_ns: float) -> ConvolvedPandel:
-    """The table for one jitter, built once per process (a fraction of a second)."""
+    """The table for one jitter, built once per process (a fraction of a second), or read from the per-user cache
+    (:mod:`skyscan.reco.diskcache`, milliseconds) where an earlier process built it."""
     return ConvolvedPandel(sigma_ns)
