@@ -141,8 +141,8 @@ class ConvolvedPandel:
         self.t_lo = -10.0 * self.sigma
         n_fine = math.ceil((T_SPLIT_NS - self.t_lo) / T_FINE_STEP)
         self.t_lo = T_SPLIT_NS - n_fine * T_FINE_STEP  # the fine grid ends exactly at T_SPLIT_NS
-        t_fine = self.t_lo + T_FINE_STEP * np.arange(n_fine)
-        t_coarse = np.arange(T_SPLIT_NS, T_MAX_NS + T_COARSE_STEP / 2, T_COARSE_STEP)
+        t_fine: FloatArray = self.t_lo + T_FINE_STEP * np.arange(n_fine, dtype=np.float64)
+        t_coarse: FloatArray = np.arange(T_SPLIT_NS, T_MAX_NS + T_COARSE_STEP / 2, T_COARSE_STEP, dtype=np.float64)
         self.n_fine = n_fine
         self.t_grid = np.concatenate([t_fine, t_coarse])
         self.ln_xi_min = math.log(XI_MIN)
