@@ -142,12 +142,38 @@ def _number(value: Any, where: str, *, integer: bool = False, minimum: float | N
     return value
 
 
+_NUMBER_TYPES = frozenset((int, float))
+_INTEGER_TYPES = frozenset((int,))
+
+
 def _column(pulses: dict[str, Any], name: str, integer: bool) -> np.ndarray:
+    """One pulse column as an array, every element checked; the first bad one is named in the error.
+
+    The common case (every element of an allowed type) is checked with whole-array operations; only a column
+    holding some other type is walked element by element. Both give the same array and the same error.
+    """
     values = pulses[name]
     if not isinstance(values, list):
         raise InputError(f"pulses.{name}: expected an array")
     if len(values) > MAX_PULSES:
         raise InputError(f"pulses.{name}: more than {MAX_PULSES} pulses")
+    if set(map(type, values)) <= (_INTEGER_TYPES if integer else _NUMBER_TYPES):  # bool is a type of its own
+        try:
+            array = np.asarray(values, dtype=np.int64 if integer else np.float64)
+        except (OverflowError, ValueError):  # a Python int beyond 64 bits: the walk says which
+            return _walk_column(values, name, integer)
+        if integer:
+            bad = np.flatnonzero((array < -_MAX_DOM_NUMBER) | (array >= _MAX_DOM_NUMBER))
+        else:
+            bad = np.flatnonzero(~np.isfinite(array))
+        if not bad.size:
+            return array
+        values = values[: int(bad[0]) + 1]  # the walk below names that element
+    return _walk_column(values, name, integer)
+
+
+def _walk_column(values: list[Any], name: str, integer: bool) -> np.ndarray:
+    """:func:`_column` element by element: raises for the first element that is not a valid pulse value."""
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             kind = "integers" if integer else "numbers"

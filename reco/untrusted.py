@@ -173,8 +173,14 @@ def _pairs(where: str) -> Any:
     return hook
 
 
+#: An integer literal of at most this many characters (sign included) always fits in 64 bits.
+_SAFE_INT_CHARS = 18
+
+
 def _json_int(where: str) -> Any:
     def parse(text: str) -> int:
+        if len(text) <= _SAFE_INT_CHARS:  # the common case, checked by its length alone
+            return int(text)
         digits = text.lstrip("-")
         if len(digits) > _MAX_INT_DIGITS:
             raise InputError(f"{where}: integer with {len(digits)} digits is out of the 64-bit range")
