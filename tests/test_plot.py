@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime, timezone
+from itertools import combinations
 from pathlib import Path
 
 import healpy as hp
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from skyscan.nodes.synthetic import paraboloid_llh, refine_plan
 from skyscan.products.meta import SkymapMeta
 from skyscan.products.moc import MultiOrderMap, StageResult, build_multiorder
-from skyscan.products.plot import plot_fullsky, plot_zoom, sample_rows, zoom_window
+from skyscan.products.plot import (
+    ZoomWindow,
+    fullsky_figure,
+    plot_fullsky,
+    plot_zoom,
+    sample_rows,
+    zoom_figure,
+    zoom_window,
+)
+from skyscan.products.plotgrid import FULLSKY_WIDTH, ZOOM_SIZE
 from skyscan.products.write import best_fit_of, measure_regions
 
 RED = np.array([0xD6, 0x27, 0x28])
 GREY = np.array([0xBD, 0xBD, 0xBD])
 
 
-def _map(centre: tuple[float, float], sigma: float, failed: tuple[int, ...] = ()) -> MultiOrderMap:
+def _map(
+    centre: tuple[float, float], sigma: float, failed: tuple[int, ...] = (), failed_stage: int = 0
+) -> MultiOrderMap:
+    """A three-stage scan; ``failed``: indices of the pixels of stage ``failed_stage`` whose fit failed (NaN)."""
     stages = []
     for k, (nside, pix) in enumerate(refine_plan(centre, ((8, 0), (64, 12), (256, 16)))):
         llh = paraboloid_llh(nside, pix, centre, sigma)
-        if k == 0:
+        if k == failed_stage:
             llh[list(failed)] = np.nan
         n = pix.size
         stages.append(StageResult(nside, pix, llh, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n),
@@ -33,10 +50,13 @@ def _map(centre: tuple[float, float], sigma: float, failed: tuple[int, ...] = ()
     return build_multiorder(stages)
 
 
-def _meta(m: MultiOrderMap, truth: tuple[float, float] | None = None) -> SkymapMeta:
+def _meta(
+    m: MultiOrderMap, truth: tuple[float, float] | None = None, levels: dict[str, float] | None = None
+) -> SkymapMeta:
     return SkymapMeta(
         run_id=12, event_id=345, event_time=datetime(2026, 3, 14, 15, 9, 26, tzinfo=timezone.utc), stream="gold",
-        best_fit=best_fit_of(m, None), containment_method="wilks", regions=measure_regions(m, {"50": 1.39, "90": 4.61}),
+        best_fit=best_fit_of(m, None), containment_method="wilks",
+        regions=measure_regions(m, levels or {"50": 1.39, "90": 4.61}),
         config_yaml="containment: wilks\n", created=datetime(2026, 3, 14, 16, 0, tzinfo=timezone.utc),
         software_version="1.2.3", git_revision=None, truth_radec=truth,
     )
@@ -163,3 +183,143 @@ def test_a_plot_that_fails_in_the_child_fails_the_merge(
     with pytest.raises(SkyscanError, match=r"drawing the plots failed.*no room on the canvas"):
         _write_all(tmp_path / "out", m, meta)
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout: the plots are saved as laid out (no tight bounding box), so nothing may leave the canvas.
+# ----------------------------------------------------------------------------------------------------------------
+
+LAYOUT_CASES = ["ordinary", "polar_north", "polar_south", "full_ra", "failed_in_zoom", "long_title"]
+
+
+def _layout_case(name: str, ordinary: tuple[MultiOrderMap, SkymapMeta]) -> tuple[MultiOrderMap, SkymapMeta,
+                                                                                   ZoomWindow | None]:
+    if name == "ordinary":  # truth marker, failed pixels on the full sky, the ring, a zoom across RA = 0
+        return (*ordinary, None)
+    if name == "polar_north":
+        m = _map((300.0, 88.5), 1.0)
+        return m, _meta(m, truth=(310.0, 88.0)), None
+    if name == "polar_south":
+        m = _map((40.0, -88.0), 1.0, failed=(0, 1, 2, 3), failed_stage=2)
+        return m, _meta(m, truth=(45.0, -88.5)), None
+    if name == "full_ra":  # a box zoom whose window spans every RA
+        m = _map((120.0, 70.0), 3.0, failed=(10,))
+        meta = _meta(m, truth=(125.0, 71.0))
+        bf = meta.best_fit
+        return m, meta, ZoomWindow(bf.ra_deg - 180.0, bf.ra_deg + 180.0, 55.0, 85.0)
+    if name == "failed_in_zoom":
+        m = _map((200.0, -30.0), 2.0, failed=(0, 1, 2, 3, 40), failed_stage=2)
+        return m, _meta(m), None
+    assert name == "long_title"  # a title and footer wider than the canvas, four levels: long legends
+    m = _map((80.0, 5.0), 0.5, failed=(100, 101, 102, 103), failed_stage=2)
+    meta = _meta(m, truth=(80.3, 5.2), levels={"50": 1.39, "68": 2.28, "90": 4.61, "99": 9.21})
+    meta = dataclasses.replace(
+        meta, stream="a-stream-with-a-very-long-name-that-no-title-line-can-hold-" * 2, run_id=123456789,
+        event_id=987654321, git_revision="0123456789abcdef0123", software_version="1.2.3.dev456+g0123456.d20260314",
+    )
+    return m, meta, None
+
+
+def _blocks(fig: Figure) -> dict[str, Bbox]:
+    """Pixel extents of what a plot is made of, after drawing it as savefig does."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    fig.draw(renderer)
+    blocks = {f"text {t.get_text()[:20]!r}": t.get_window_extent(renderer) for t in fig.texts}
+    blocks.update({f"legend {k}": lg.get_window_extent(renderer) for k, lg in enumerate(fig.legends)})
+    blocks.update({f"axes {k}": ax.get_tightbbox(renderer) for k, ax in enumerate(fig.axes)})
+    return blocks
+
+
+def _assert_inside_and_apart(fig: Figure, width: int) -> None:
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    blocks = _blocks(fig)
+    canvas = fig.bbox
+    assert canvas.width == pytest.approx(width, abs=0.5)
+    assert 0.5 * width < canvas.height < 1.2 * width
+    everything = fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans)
+    margin = 4.0  # pixels of blank border at least
+    assert everything.x0 >= canvas.x0 + margin and everything.y0 >= canvas.y0 + margin, everything
+    assert everything.x1 <= canvas.x1 - margin and everything.y1 <= canvas.y1 - margin, everything
+    for name, box in blocks.items():
+        assert canvas.x0 + margin <= box.x0 and box.x1 <= canvas.x1 - margin, name
+        assert canvas.y0 + margin <= box.y0 and box.y1 <= canvas.y1 - margin, name
+    for (a, box_a), (b, box_b) in combinations(blocks.items(), 2):
+        assert not box_a.overlaps(box_b), f"{a} overlaps {b}"
+
+
+@pytest.mark.parametrize("name", LAYOUT_CASES)
+def test_fullsky_lies_inside_its_canvas(name: str, ordinary: tuple[MultiOrderMap, SkymapMeta]) -> None:
+    m, meta, _ = _layout_case(name, ordinary)
+    fig = fullsky_figure(m, meta)
+    try:
+        _assert_inside_and_apart(fig, FULLSKY_WIDTH)
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("name", LAYOUT_CASES)
+def test_zoom_lies_inside_its_canvas(name: str, ordinary: tuple[MultiOrderMap, SkymapMeta]) -> None:
+    m, meta, win = _layout_case(name, ordinary)
+    fig = zoom_figure(m, meta, win=win)
+    try:
+        _assert_inside_and_apart(fig, ZOOM_SIZE)
+        if name.startswith("polar"):
+            assert fig.axes[0].name == "polar"
+        else:
+            assert fig.axes[0].name == "rectilinear"
+    finally:
+        plt.close(fig)
+
+
+def test_layout_cases_show_what_they_are_for(ordinary: tuple[MultiOrderMap, SkymapMeta]) -> None:
+    """The legends of the layout cases hold the entries the cases are meant to exercise."""
+
+    def labels(fig: Figure) -> list[str]:
+        return [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+
+    m, meta, _ = _layout_case("ordinary", ordinary)
+    assert any("ring of" in s for s in labels(fullsky_figure(m, meta)))
+    assert "failed fit" in labels(fullsky_figure(m, meta))
+    m, meta, _ = _layout_case("failed_in_zoom", ordinary)
+    assert "failed fit" in labels(zoom_figure(m, meta))
+    m, meta, _ = _layout_case("long_title", ordinary)
+    fig = zoom_figure(m, meta)
+    assert fig.texts[0].get_text().count("\n") >= 2  # the title wrapped
+    assert len(labels(fig)) == 7  # four levels, best fit, truth, failed fits
+    assert len(labels(fullsky_figure(m, meta))) == 7  # four levels, best fit, truth, ring: three rows
+    plt.close("all")
+
+
+def test_saving_a_plot_draws_the_figure_once(
+    tmp_path: Path, ordinary: tuple[MultiOrderMap, SkymapMeta], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m, meta = ordinary
+    calls: list[int] = []
+    draw = Figure.draw
+
+    def counted(self: Figure, renderer: object) -> None:
+        calls.append(1)
+        draw(self, renderer)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "draw", counted)
+    plot_fullsky(tmp_path / "full.png", m, meta)
+    assert len(calls) == 1
+    plot_zoom(tmp_path / "zoom.png", m, meta)
+    assert len(calls) == 2
+    with Image.open(tmp_path / "full.png") as img:
+        assert img.size[0] == FULLSKY_WIDTH
+    with Image.open(tmp_path / "zoom.png") as img:
+        assert img.size[0] == ZOOM_SIZE
+
+
+@pytest.mark.parametrize(("full_width", "zoom_size"), [(720, 560), (1600, 1100)])
+def test_other_sizes_lie_inside_their_canvas(
+    full_width: int, zoom_size: int, ordinary: tuple[MultiOrderMap, SkymapMeta]
+) -> None:
+    m, meta = ordinary
+    for fig, width in ((fullsky_figure(m, meta, width=full_width), full_width),
+                       (zoom_figure(m, meta, size=zoom_size), zoom_size)):
+        try:
+            _assert_inside_and_apart(fig, width)
+        finally:
+            plt.close(fig)
