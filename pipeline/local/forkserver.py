@@ -683,39 +683,5 @@ def _fresh_random_state() -> None:
 
 def _run_command_line() -> int:
     """``skyscan`` with ``sys.argv``, as the console script runs it; the exit status a fresh process would have."""
-    import atexit
-
-    code = 0
-    try:
-        importlib.import_module("skyscan.cli").main()
-    except SystemExit as exc:
-        if exc.code is None:
-            code = 0
-        elif isinstance(exc.code, int):
-            code = exc.code & 0xFF
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
-    except KeyboardInterrupt:
-        _flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)  # exit "killed by SIGINT", as Python does
-        code = 130
-    except BaseException:  # uncaught: traceback and exit 1, as Python does
-        traceback.print_exc()
-        code = 1
-    with contextlib.suppress(Exception):
-        atexit._run_exitfuncs()
-    if not _flush() and code == 0:
-        code = 120  # Python's status when flushing stdout at exit fails
-    return code
-
-
-def _flush() -> bool:
-    ok = True
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            ok = False
-    return ok
+    run: Any = importlib.import_module("skyscan.cli").run_command_line
+    return int(run())
