@@ -409,6 +409,23 @@ def _ra_formatter(value: float, _pos: int) -> str:
     return f"{np.mod(value, 360.0):.4g}°"
 
 
+def _zoom_blocks(fig: Figure, renderer: RendererBase, meta: SkymapMeta, layers: _Layers, w_px: float, title: Text,
+                 x0: float, body_w: float, body_h: float, title_gap_pt: float, legend_gap_pt: float) -> tuple[Frame, float]:
+    """Lay out a zoom around its body (the axes, ``body_w`` x ``body_h`` pixels from ``x0``): the title above it,
+    the legend and footer below, title and legend centred on the body within the margins. Returns the figure's
+    frame and the body's top (pixels)."""
+    handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
+    legend = fitted_legend(fig, renderer, handles, 1, 8.5, w_px - 2 * MARGIN_PX)
+    footer = _footer_text(fig, meta, renderer, w_px)
+    body_top = MARGIN_PX + title.get_window_extent(renderer).height + title_gap_pt * PX
+    legend_top = body_top + body_h + legend_gap_pt * PX
+    frame = Frame(w_px, legend_top + below_legend(legend, footer, renderer))
+    centre = x0 + 0.5 * body_w
+    place_blocks(fig, frame, title, centre_within(centre, title.get_window_extent(renderer).width, w_px), legend,
+                 centre_within(centre, legend.get_window_extent(renderer).width, w_px), legend_top, footer, renderer)
+    return frame, body_top
+
+
 def plot_zoom(
     path: str | os.PathLike[str],
     m: MultiOrderMap,
@@ -497,16 +514,8 @@ def zoom_figure(
         box_w, box_h = box(side * room / box_w)
     x0 = MARGIN_PX + left + 0.5 * (room - box_w)
     title = title_text(fig, _title(meta), 11, renderer, w_px)
-    handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
-    legend = fitted_legend(fig, renderer, handles, 1, 8.5, w_px - 2 * MARGIN_PX)
-    footer = _footer_text(fig, meta, renderer, w_px)
-
-    ax_top = MARGIN_PX + title.get_window_extent(renderer).height + Z_TITLE_GAP_PT * PX
-    legend_top = ax_top + box_h + Z_LEGEND_GAP_PT * PX
-    frame = Frame(w_px, legend_top + below_legend(legend, footer, renderer))
-    centre = x0 + 0.5 * box_w
-    place_blocks(fig, frame, title, centre_within(centre, title.get_window_extent(renderer).width, w_px), legend,
-            centre_within(centre, legend.get_window_extent(renderer).width, w_px), legend_top, footer, renderer)
+    frame, ax_top = _zoom_blocks(fig, renderer, meta, layers, w_px, title, x0, box_w, box_h,
+                                 Z_TITLE_GAP_PT, Z_LEGEND_GAP_PT)
     ax.set_position(frame.rect(x0, ax_top, box_w, box_h))
     cax.set_position(frame.rect(x0 + box_w + Z_CBAR_GAP_PT * PX, ax_top, Z_CBAR_WIDTH_PT * PX, box_h))
     return fig
@@ -567,16 +576,8 @@ def _zoom_polar_figure(
              + cb.ax.yaxis.label.get_window_extent(renderer).width)
     diameter = min(diameter, w_px - 2 * MARGIN_PX - 2 * side_label - right)
     x0 = 0.5 * (w_px - (2 * side_label + diameter + right)) + side_label
-    handles = _legend_handles(meta, bool(np.any(np.isnan(layers.value))), meta.truth_radec is not None)
-    legend = fitted_legend(fig, renderer, handles, 1, 8.5, w_px - 2 * MARGIN_PX)
-    footer = _footer_text(fig, meta, renderer, w_px)
-
-    ax_top = MARGIN_PX + title.get_window_extent(renderer).height + P_TITLE_GAP_PT * PX
-    legend_top = ax_top + diameter + P_LEGEND_GAP_PT * PX
-    frame = Frame(w_px, legend_top + below_legend(legend, footer, renderer))
-    centre = x0 + 0.5 * diameter
-    place_blocks(fig, frame, title, centre_within(centre, title.get_window_extent(renderer).width, w_px), legend,
-            centre_within(centre, legend.get_window_extent(renderer).width, w_px), legend_top, footer, renderer)
+    frame, ax_top = _zoom_blocks(fig, renderer, meta, layers, w_px, title, x0, diameter, diameter,
+                                 P_TITLE_GAP_PT, P_LEGEND_GAP_PT)
     ax.set_position(frame.rect(x0, ax_top, diameter, diameter))
     cbar_h = P_CBAR_HEIGHT * diameter
     cax.set_position(frame.rect(x0 + diameter + side_label + P_CBAR_GAP_PT * PX, ax_top + 0.5 * (diameter - cbar_h),
