@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import click
@@ -45,16 +44,9 @@ def run(
 
     if jobs is not None and jobs < 1:
         raise InputError("--jobs: must be at least 1")
-    from skyscan.condor.schedd import submit_environment
-    from skyscan.local import forkserver
-    from skyscan.settings.site import load_site
+    from skyscan.graph.warmstart import warm_node_process
 
-    # The warm node process starts before the heavier imports and the scan set-up, which it then overlaps. Its
-    # environment must be the jobs' own: the HTCondor bindings, which the set-up imports, may set CONDOR_CONFIG.
-    with contextlib.suppress(ImportError):
-        import htcondor2  # noqa: F401
-    forkserver.prestart({**os.environ, **submit_environment(load_site("local"))})
-    try:
+    with warm_node_process():  # first: its warm-up overlaps the imports and the set-up below
         from skyscan.graph.localrun import run_scan
         from skyscan.products.levels import check_product_levels
         from skyscan.settings.scan import flag_overrides, load_config
@@ -65,8 +57,6 @@ def run(
         config = load_config(config_path, overrides)
         check_product_levels(config.doc.get("containment", "wilks"))  # the merge needs them: fail now, not later
         outcome = run_scan(event, outdir, config, jobs=jobs)
-    finally:
-        forkserver.close_prestarted()
     res = outcome.result
     if outcome.state == "interrupted":
         click.echo(f"stopped; run the same command again to resume ({outdir})", err=True)
